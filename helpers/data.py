@@ -13,6 +13,7 @@ numpy globals needed to rebuild it, so a hostile file cannot run code.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib
 import io
 import os
@@ -108,7 +109,8 @@ def _download(dest: Path, url: str = DATA_URL, timeout: float = 60.0) -> None:
                 out.write(chunk)
         _check_hash(tmp, f"downloaded from {url}")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
+        # HTTPException covers http.client.IncompleteRead: the connection closed mid-file.
         raise DataFileError(
             f"Could not download the data file from {url} ({err}). If this machine is offline, "
             f"download {DATA_FILENAME} elsewhere, then pass its path as load_imagenet_val(path=...) "
@@ -213,7 +215,16 @@ def _read_label_map(archive: zipfile.ZipFile) -> dict[int, str]:
     mapping = obj.item() if isinstance(obj, np.ndarray) else obj
     if not isinstance(mapping, dict):
         raise DataFileError(f"label_map must hold a dict, got {type(mapping).__name__}")
-    return {int(k): str(v) for k, v in mapping.items()}
+    names: dict[int, str] = {}
+    for key, value in mapping.items():
+        if (isinstance(key, bool) or not isinstance(key, (int, np.integer))
+                or not 0 <= key < NUM_IMAGENET_CLASSES or not isinstance(value, str)):
+            raise DataFileError(
+                f"label_map must map ImageNet labels 0..{NUM_IMAGENET_CLASSES - 1} to names, "
+                f"got an entry {describe(key)} -> {describe(value)}"
+            )
+        names[int(key)] = str(value)
+    return names
 
 
 def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -227,8 +238,8 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
             names = _read_label_map(archive)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         raise DataFileError(f"{path} could not be read as the lab's .npz file: {err}") from err
-    if X.dtype != np.uint8 or X.ndim != 4 or X.shape[1:] != (224, 224, 3):
-        raise DataFileError(f"X must be uint8 of shape (N, 224, 224, 3), got {X.dtype} {X.shape}")
+    if X.dtype != np.uint8 or X.ndim != 4 or X.shape[1:] != (224, 224, 3) or X.shape[0] == 0:
+        raise DataFileError(f"X must be uint8 of shape (N, 224, 224, 3) with N >= 1, got {X.dtype} {X.shape}")
     if y.dtype != np.int64 or y.shape != (X.shape[0],):
         raise DataFileError(f"y must be int64 of shape ({X.shape[0]},), got {y.dtype} {y.shape}")
     if y.min() < 0 or y.max() >= NUM_IMAGENET_CLASSES:
@@ -304,7 +315,10 @@ def class_name(label: int, class_names: dict[int, str] | None = None) -> str:
     class_names : dict of int to str, optional
         The lab's names, as returned by :func:`load_imagenet_val`.
     """
-    (index,) = require_labels("label", label).tolist()
+    labels = require_labels("label", label).tolist()
+    if len(labels) != 1:
+        raise ValueError(f"label must be a single class index, got {len(labels)} labels")
+    (index,) = labels
     if class_names is not None:
         if not isinstance(class_names, dict):
             raise TypeError(f"class_names must be a dict of int to str, got {describe(class_names)}")

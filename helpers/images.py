@@ -173,8 +173,8 @@ def add_noise(x: np.ndarray, noise_pct: float, rng: np.random.Generator | int | 
     """Add Gaussian noise to an image in pixel space, as SmoothGrad does.
 
     The noise has standard deviation ``noise_pct * x.std()`` (the spread of
-    this image's pixel values); the result is clipped to 0..255 and
-    converted to uint8.
+    this image's pixel values); the result is rounded to the nearest
+    integer, clipped to 0..255 and converted to uint8.
 
     Parameters
     ----------
@@ -198,4 +198,6 @@ def add_noise(x: np.ndarray, noise_pct: float, rng: np.random.Generator | int | 
     rng = require_rng("rng", rng)
     sigma = noise_pct * x.std()
     noisy = x + rng.normal(0.0, sigma, size=x.shape)
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    # Round, not truncate: astype alone floors, which darkens by half a grey level on average
+    # and turns even a tiny noise level into -1 steps on half of the pixels.
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import sys
 import urllib.error
 import warnings
@@ -112,19 +113,33 @@ def _from_file(path: Path) -> SqueezeNet:
             f"expected {PRETRAINED_HASH_PREFIX}. The file may be truncated or another model's weights."
         )
     model = squeezenet1_1(weights=None)
-    # weights_only=True: a weight file is data, never code.
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        # weights_only=True: a weight file is data, never code.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError) as err:
+        raise WeightsUnavailableError(
+            f"{path} could not be read as SqueezeNet 1.1 weights ({err}). " + _how_to_provide()
+        ) from err
     return model
 
 
 def _pretrained(progress: bool) -> SqueezeNet:
+    # Not ``squeezenet1_1(weights=...)``: torchvision then reads the cached file with
+    # ``torch.load(weights_only=False)``, i.e. it unpickles arbitrary code from the torch cache.
+    # The state dict is fetched the same way (same cache file, hash-checked download) but read
+    # with ``weights_only=True``.
+    model = squeezenet1_1(weights=None)
     try:
-        return squeezenet1_1(weights=SqueezeNet1_1_Weights.IMAGENET1K_V1, progress=progress)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        state = SqueezeNet1_1_Weights.IMAGENET1K_V1.get_state_dict(
+            progress=progress, check_hash=True, weights_only=True)
+        model.load_state_dict(state)
+    except (urllib.error.URLError, OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError,
+            TypeError, KeyError) as err:
         raise WeightsUnavailableError(
             f"Could not load the pretrained SqueezeNet 1.1 weights ({err}). " + _how_to_provide()
         ) from err
+    return model
 
 
 def load_squeezenet(weights: str | os.PathLike | None = None, device: str | torch.device | None = None,

@@ -1,0 +1,118 @@
+"""Executing notebooks headless and keeping committed notebooks free of outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+@dataclass
+class Execution:
+    """The result of running one notebook."""
+
+    notebook: Path
+    seconds: float
+    error: str | None
+
+
+def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                     timeout: int = 300, write_to: Path | None = None) -> Execution:
+    """Run a notebook top to bottom in a fresh kernel, optionally saving the executed copy.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The notebook.
+    cwd : pathlib.Path, optional
+        Folder the kernel runs in (default: the notebook's own folder).
+    env : mapping, optional
+        Extra environment variables for the kernel.
+    timeout : int
+        Per-cell time limit in seconds.
+    write_to : pathlib.Path, optional
+        Where to save the executed notebook.
+    """
+    nb = nbformat.read(path, as_version=4)
+    kernel_env = {**os.environ, "MPLBACKEND": "Agg", **python_kernel_env(), **(env or {})}
+    start = time.perf_counter()
+    error = None
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd or path.parent)}})
+        client.execute(env=kernel_env)
+    except CellExecutionError as err:
+        error = _first_error_line(str(err))
+    seconds = time.perf_counter() - start
+    if write_to is not None:
+        write_to.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, write_to)
+    return Execution(path, seconds, error)
+
+
+def _first_error_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    line = errors[-1] if errors else lines[-1] if lines else "cell failed"
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)[:500]
+
+
+def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Return a copy without outputs, except the expected text of ``# NBVAL_CHECK_OUTPUT`` cells.
+
+    Those few cells print data-only facts (shapes, class names); nbval compares
+    them on every run, so their expected output is part of the notebook.
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        if cell.source.lstrip().startswith(CHECK_MARK) and cell.outputs:
+            cell.outputs = [o for o in cell.outputs
+                            if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+            for o in cell.outputs:
+                o.pop("metadata", None)
+            cell.execution_count = 1 if cell.outputs else None
+        else:
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def outputs_problems(path: Path) -> list[str]:
+    """What in a committed notebook should not be there (outputs outside check cells)."""
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        checked = cell.source.lstrip().startswith(CHECK_MARK)
+        if cell.outputs and not checked:
+            problems.append(f"{path}: cell {index} carries outputs")
+        if checked and any(o.get("output_type") != "stream" for o in cell.outputs):
+            problems.append(f"{path}: check cell {index} carries non-text outputs")
+    return problems
+
+
+def python_kernel_env() -> dict[str, str]:
+    """Environment that makes the kernel use this interpreter's packages."""
+    return {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder of notebooks, leaving out checkpoints and generated figures."""
+    shutil.copytree(src, dst, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.png", "*.pdf"))
