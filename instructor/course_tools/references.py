@@ -31,8 +31,8 @@ class ReferenceError(RuntimeError):
     """The solutions failed to run, so no references were written."""
 
 
-def make_references(root: Path, *, jobs: int = 2, env: dict[str, str] | None = None,
-                    log=print) -> Path:
+def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = None,
+                    log=print, keep_outputs: Path | None = None) -> Path:
     """Run every source notebook in record mode and install the references.
 
     Parameters
@@ -45,6 +45,9 @@ def make_references(root: Path, *, jobs: int = 2, env: dict[str, str] | None = N
         Extra environment for the kernels (``SALIENCY_WEIGHTS``, ``SALIENCY_DATA``).
     log : callable
         Where progress lines go.
+    keep_outputs : pathlib.Path, optional
+        Also keep the executed notebooks and the figures they saved here,
+        one folder per assignment.
 
     Returns
     -------
@@ -60,9 +63,13 @@ def make_references(root: Path, *, jobs: int = 2, env: dict[str, str] | None = N
         work = tmp_path / "work"
         copy_tree(root / "source", work)
 
+        threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))} if jobs > 1 else {}
+
         def run(nb: Path):
             target = work / nb.parent.name / nb.name
-            return execute_notebook(target, env={**(env or {}), RECORD_ENV: str(record)})
+            written = keep_outputs / nb.parent.name / nb.name if keep_outputs else None
+            return execute_notebook(target, env={**(env or {}), **threads, RECORD_ENV: str(record)},
+                                    write_to=written)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = list(pool.map(run, notebooks))
@@ -78,6 +85,12 @@ def make_references(root: Path, *, jobs: int = 2, env: dict[str, str] | None = N
             raise ReferenceError(f"expected one reference set, found {[k.name for k in keys]}: "
                                  "did the notebooks use different data or weights?")
         key_dir = keys[0]
+        if keep_outputs is not None:
+            for figure in work.rglob("*"):
+                if figure.suffix in (".png", ".pdf"):
+                    dest_fig = keep_outputs / figure.relative_to(work)
+                    dest_fig.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(figure, dest_fig)
         manifest = {
             "key": key_dir.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

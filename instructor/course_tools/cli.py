@@ -1,0 +1,170 @@
+"""``course``: one-line instructor commands, run from anywhere inside the course folder.
+
+Examples
+--------
+``course run``          execute the whole series headless; executed notebooks and figures go to ``outputs/``
+``course build``        generate ``release/`` with nbgrader and write the reference arrays
+``course references``   only the reference arrays
+``course check``        what CI checks: release up to date, no leaks, no committed outputs
+``course strip``        remove outputs from the committed notebooks
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import notebooks as nbtools
+from .paths import CourseNotFoundError, companion_notebooks, course_root, source_notebooks
+from .references import ReferenceError, make_references
+
+
+def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
+    env = {}
+    if getattr(args, "weights", None):
+        env["SALIENCY_WEIGHTS"] = args.weights
+    if getattr(args, "data", None):
+        env["SALIENCY_DATA"] = str(Path(args.data).resolve())
+    return env
+
+
+def cmd_run(root: Path, args: argparse.Namespace) -> int:
+    out = (root / args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = _env_from_args(args)
+    print(f"Running the series (source/, with solutions) headless; results in {out}")
+    try:
+        dest = make_references(root, env=env, keep_outputs=out, log=print)
+    except ReferenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"  (reference arrays for these weights written to {dest.relative_to(root)})")
+    failures = 0
+    for nb in companion_notebooks(root):
+        folder = out / nb.parent.name
+        folder.mkdir(exist_ok=True)
+        result = nbtools.execute_notebook(nb, cwd=folder, env=env, timeout=args.timeout,
+                                          write_to=folder / nb.name)
+        status = "ok" if result.error is None else f"FAILED: {result.error}"
+        print(f"  {nb.parent.name}/{nb.name:40s} {result.seconds:6.1f} s  {status}")
+        failures += result.error is not None
+    figures = sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".png", ".pdf"))
+    print(f"Executed notebooks (with all figures inline) and {len(figures)} figure files are in {out}")
+    return 1 if failures else 0
+
+
+def cmd_references(root: Path, args: argparse.Namespace) -> int:
+    print("Running the solutions in record mode ...")
+    try:
+        dest = make_references(root, jobs=args.jobs, env=_env_from_args(args))
+    except ReferenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"References written to {dest.relative_to(root)}")
+    return 0
+
+
+def cmd_release(root: Path, args: argparse.Namespace) -> int:
+    from .release import generate_release
+
+    generate_release(root)
+    return 0
+
+
+def cmd_build(root: Path, args: argparse.Namespace) -> int:
+    print("Generating the student versions ...")
+    cmd_release(root, args)
+    return cmd_references(root, args)
+
+
+def cmd_check(root: Path, args: argparse.Namespace) -> int:
+    from .release import leak_problems, release_differences
+
+    problems = []
+    for nb in source_notebooks(root) + companion_notebooks(root) + sorted((root / "release").glob("*/*.ipynb")):
+        problems += nbtools.outputs_problems(nb)
+    problems += leak_problems(root)
+    problems += release_differences(root)
+    for problem in problems:
+        print(f"  {problem}")
+    print("course check: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_strip(root: Path, args: argparse.Namespace) -> int:
+    import tempfile
+
+    changed = 0
+    for nb_path in source_notebooks(root) + companion_notebooks(root):
+        nb = nbformat.read(nb_path, as_version=4)
+        if args.refresh:
+            # Re-run to record the expected text of the "# NBVAL_CHECK_OUTPUT" cells.
+            with tempfile.TemporaryDirectory() as tmp:
+                executed = Path(tmp) / nb_path.name
+                env = {**_env_from_args(args), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
+                result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed)
+                if result.error:
+                    print(f"error: {nb_path.name} failed: {result.error}", file=sys.stderr)
+                    return 1
+                nb = nbformat.read(executed, as_version=4)
+        stripped = nbtools.strip_outputs(nb)
+        if stripped != nbformat.read(nb_path, as_version=4):
+            nbformat.write(stripped, nb_path)
+            changed += 1
+            print(f"  stripped {nb_path.relative_to(root)}")
+    print(f"{changed} notebook(s) changed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--weights", help="'pretrained' (default), 'untrained', or a path to squeezenet1_1-b8a52dc0.pth "
+                                         "(default: $SALIENCY_WEIGHTS)")
+        p.add_argument("--data", help="path to imagenet_val_25.npz (default: $SALIENCY_DATA, the cache, or a download)")
+        return p
+
+    p = with_model(sub.add_parser("run", help="execute the whole series headless and write its figures"))
+    p.add_argument("--out", default="outputs", help="folder for executed notebooks and figures (default: outputs)")
+    p.add_argument("--timeout", type=int, default=300, help="per-cell time limit in seconds")
+    p.set_defaults(func=cmd_run)
+    p = with_model(sub.add_parser("references", help="run the solutions and write the reference arrays"))
+    p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
+    p.set_defaults(func=cmd_references)
+    p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
+    p.set_defaults(func=cmd_release)
+    p = with_model(sub.add_parser("build", help="release/ and the reference arrays"))
+    p.add_argument("--jobs", type=int, default=1)
+    p.set_defaults(func=cmd_build)
+    sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed").set_defaults(func=cmd_check)
+    p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
+    p.add_argument("--refresh", action="store_true",
+                   help="re-run the notebooks first and keep the expected text of '# NBVAL_CHECK_OUTPUT' cells")
+    p.set_defaults(func=cmd_strip)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        root = course_root()
+    except CourseNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    code = args.func(root, args)
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
