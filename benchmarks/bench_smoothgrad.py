@@ -26,6 +26,8 @@ small problem):
     and we take the channel max here afterwards): it is a speed comparison.
     ``captum`` runs the model as given (NCHW); ``captum_channels_last`` runs a
     channels-last copy of it, to show how much of the gap is memory layout.
+``batched_nchw`` / ``batched_device_noise_nchw`` (only on request)
+    ``smoothgrad(..., channels_last=False)``: the model's own NCHW layout.
 ``pair``
     PAIR's ``saliency.core.GradientSaliency().GetSmoothedMask`` with a
     ``call_model_function`` that runs the torch model on a batch of one (as
@@ -94,6 +96,8 @@ from helpers.model import load_squeezenet  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "imagenet_val_25.npz"
 ALL_METHODS = ("loop", "batched", "batched_device_noise", "all_in_one", "captum",
                "captum_channels_last", "pair")
+#: Extra variants, run only when asked for (--methods): the model's own NCHW layout.
+EXTRA_METHODS = ("batched_nchw", "batched_device_noise_nchw")
 MIB = 2**20
 
 
@@ -251,6 +255,16 @@ def run_batched_device_noise(p: Problem) -> np.ndarray:
                       chunk_size=p.chunk, device=p.device, noise_on_device=True)
 
 
+def run_batched_nchw(p: Problem) -> np.ndarray:
+    return smoothgrad(p.X, p.y, p.model, n=p.n, noise_pct=p.noise_pct, rng=p.seed,
+                      chunk_size=p.chunk, device=p.device, channels_last=False)
+
+
+def run_batched_device_noise_nchw(p: Problem) -> np.ndarray:
+    return smoothgrad(p.X, p.y, p.model, n=p.n, noise_pct=p.noise_pct, rng=p.seed,
+                      chunk_size=p.chunk, device=p.device, noise_on_device=True, channels_last=False)
+
+
 def run_all_in_one(p: Problem) -> np.ndarray:
     return smoothgrad(p.X, p.y, p.model, n=p.n, noise_pct=p.noise_pct, rng=p.seed,
                       chunk_size=p.passes, device=p.device, noise_on_device=True)
@@ -315,7 +329,8 @@ def run_pair(p: Problem) -> np.ndarray:
 RUNNERS: dict[str, Callable[[Problem], np.ndarray]] = {
     "loop": run_loop, "batched": run_batched, "batched_device_noise": run_batched_device_noise,
     "all_in_one": run_all_in_one, "captum": run_captum, "captum_channels_last": run_captum_channels_last,
-    "pair": run_pair,
+    "pair": run_pair, "batched_nchw": run_batched_nchw,
+    "batched_device_noise_nchw": run_batched_device_noise_nchw,
 }
 NEEDS = {"captum": "captum", "captum_channels_last": "captum", "pair": "saliency"}
 
@@ -355,6 +370,8 @@ def benchmark(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, *, n: int, n
     matmul: list[float] = []
     for name in methods:  # warm-up: kernels, oneDNN primitives, cuDNN autotuning, imports
         RUNNERS[name](warm)
+    load_before = os.getloadavg()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for rnd in range(repeats):
         matmul.append(matmul_gflops(device))
         for name in methods:
@@ -370,6 +387,7 @@ def benchmark(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, *, n: int, n
             how = mem.how
             log(f"  round {rnd + 1}/{repeats} {name:22s} {elapsed:8.3f} s  peak {mem.peak / MIB:8.1f} MiB")
     matmul.append(matmul_gflops(device))
+    cpu_per_wall = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     mm = statistics.median(matmul)
     results: dict[str, dict] = {}
     for name in methods:
@@ -390,6 +408,10 @@ def benchmark(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, *, n: int, n
         "torch": torch.__version__, "numpy": np.__version__, "threads": torch.get_num_threads(),
         "repeats": repeats, "forward_gflop": flops_fwd / 1e9, "pass_gflop": flops_pass / 1e9,
         "matmul_gflop_per_s": mm, "matmul_runs": matmul, "memory_measure": how,
+        # Other processes competing for the cores distort every number: the load average
+        # before and after, and the CPU seconds this process got per wall second, show it.
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
+        "process_cpu_per_wall_s": cpu_per_wall,
         "methods": results,
     }
 
@@ -405,7 +427,9 @@ def format_table(res: dict) -> str:
     head = (f"{res['passes']} passes ({res['images']} images x n={res['n']}), chunk {res['chunk_size']}, "
             f"{res['device']} ({res['device_name']}), {res['threads']} threads, torch {res['torch']}\n"
             f"matmul fp32 2048^2: {res['matmul_gflop_per_s']:.1f} GFLOP/s; one pass = 2 x "
-            f"{res['forward_gflop']:.3f} GFLOP forward; memory: {res['memory_measure']}\n")
+            f"{res['forward_gflop']:.3f} GFLOP forward; memory: {res['memory_measure']}\n"
+            f"load average (1 min) {res['loadavg_before'][0]:.2f} before, {res['loadavg_after'][0]:.2f} after, "
+            f"on {res['cpu_count']} CPUs; this process got {res['process_cpu_per_wall_s']:.2f} CPU s per s\n")
     rows = [("method", "median s", "passes/s", "x loop", "x captum", "GFLOP/s", "% matmul", "peak MiB")]
     for name, r in res["methods"].items():
         rows.append((name, f"{r['median_s']:.3f}", f"{r['passes_per_s']:.1f}",
@@ -447,7 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="noisy copies per pass (default: smoothgrad's default for the device)")
     ap.add_argument("--noise-pct", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    ap.add_argument("--methods", default=None,
+                    help=f"comma-separated subset of {','.join(ALL_METHODS + EXTRA_METHODS)}")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SALIENCY_DATA", DEFAULT_DATA)))
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     ap.add_argument("--fresh-memory", action="store_true",
@@ -465,7 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
     requested = args.methods.split(",") if args.methods else default_methods(device)
     unknown = [m for m in requested if m not in RUNNERS]
     if unknown:
-        raise SystemExit(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
+        raise SystemExit(f"unknown methods {unknown}; choose from {list(ALL_METHODS + EXTRA_METHODS)}")
     methods, skipped = available_methods(requested)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

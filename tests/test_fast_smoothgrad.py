@@ -264,3 +264,45 @@ def test_cuda_without_gpu_is_a_clear_error(small, untrained_model):
     X, y = small
     with pytest.raises(ValueError, match="device"):
         smoothgrad(X, y, untrained_model, n=2, device="cuda")
+
+
+# ------------------------------------------------------------------ the prefetching thread
+
+def test_prefetched_noise_is_the_same_stream(small, untrained_model, monkeypatch):
+    import course_tools.smoothgrad as sg
+
+    X, y = small
+    results = []
+    for prefetch in (False, True):
+        monkeypatch.setattr(sg, "PREFETCH", prefetch)
+        rng = np.random.default_rng(21)
+        rec = Recorder(untrained_model, keep_inputs=True)
+        maps = smoothgrad(X, y, rec, n=N, noise_pct=NOISE, rng=rng, chunk_size=5)
+        results.append((maps, torch.cat(rec.inputs), rng.integers(1 << 62)))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert results[0][2] == results[1][2]
+
+
+class FailingNoise(np.random.Generator):
+    """A numpy generator whose second standard normal draw fails."""
+
+    def __init__(self) -> None:
+        super().__init__(np.random.PCG64(0))
+        self.calls = 0
+
+    def standard_normal(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("noise source exhausted")
+        return super().standard_normal(*args, **kwargs)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_a_failing_noise_draw_is_raised(small, untrained_model, monkeypatch, prefetch):
+    import course_tools.smoothgrad as sg
+
+    monkeypatch.setattr(sg, "PREFETCH", prefetch)
+    X, y = small
+    with pytest.raises(RuntimeError, match="exhausted"):
+        smoothgrad(X[:1], y[:1], untrained_model, n=4, noise_pct=NOISE, rng=FailingNoise(), chunk_size=2)

@@ -122,6 +122,49 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(root: Path, args: argparse.Namespace) -> int:
+    from .classroom import GradingSetupError, grade_class
+
+    if args.data:
+        os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
+    try:
+        grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
+                    cell_timeout=args.cell_timeout, memory_mib=args.memory_mib, weights=args.weights)
+    except GradingSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(root: Path, args: argparse.Namespace) -> int:
+    import csv
+
+    from .classroom import GradingSetupError, write_report
+
+    try:
+        path = write_report(root)
+    except GradingSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"{'student':>16s} {'assignment':10s} {'score':>9s}  problems")
+    for row in rows:
+        print(f"{row['student']:>16s} {row['assignment']:10s} {row['score']:>4s}/{row['max_score']:<4s}  "
+              f"{row['problems'][:80]}")
+    print(f"Report: {path.relative_to(root)}; feedback: feedback/<student>/<assignment>/feedback.html")
+    return 0
+
+
+def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
+    from .demo_class import make_demo_class
+
+    made = make_demo_class(root, copies=args.copies)
+    print(f"wrote {len(made)} demo submissions under submitted/: " + ", ".join(sorted(set(made))[:12])
+          + (" ..." if len(set(made)) > 12 else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed").set_defaults(func=cmd_check)
+    p = with_model(sub.add_parser("grade", help="autograde every submission in submitted/ (in parallel)"))
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores)")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
+    p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--memory-mib", type=int, default=4096, help="memory limit of a student's kernel (default 4096)")
+    p.set_defaults(func=cmd_grade)
+    sub.add_parser("report", help="grades.csv per student and part, plus a summary").set_defaults(func=cmd_report)
+    p = sub.add_parser("demo-class", help="write example submissions (solutions, typical mistakes, broken ones)")
+    p.add_argument("--copies", type=int, default=1, help="how many copies of each example (for benchmarks)")
+    p.set_defaults(func=cmd_demo_class)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",
                    help="re-run the notebooks first and keep the expected text of '# NBVAL_CHECK_OUTPUT' cells")

@@ -20,24 +20,35 @@ same numpy seed it draws exactly the same noise as the loop: numpy's
 generator's standard normal stream, and one ``standard_normal((k, 224, 224, 3))``
 call yields the same numbers as ``k`` consecutive calls of shape
 ``(224, 224, 3)``. The noisy uint8 images are therefore bitwise identical to
-the loop's; only the convolution arithmetic (batched, channels-last kernels
-sum in another order) makes the maps differ, by about 1e-6 of each map's
-maximum.
+the loop's (the tests check this), and only the convolution arithmetic differs:
+batched and channels-last kernels sum in another order. Most pixels then
+agree to about 1e-6 of the image's maximum, but where rounding pushes a ReLU
+input or a max-pooling tie to the other side, the gradient of that unit takes
+another route and a small patch of the map changes, by up to about 2e-2 of
+the maximum (the mean difference stays below 1e-4 of the maximum; measured
+on the untrained SqueezeNet, see ``tests/test_fast_smoothgrad.py``). The
+same happens between any two convolution implementations, e.g. CPU and GPU.
 
 Memory. Forward plus backward to the input keeps about 20 MiB of activations
-per 224x224 sample (19.8 MiB of tensors saved for backward, counted with
-``torch.autograd.graph.saved_tensors_hooks``; the peak resident memory of one
-pass grows by about 21 MiB per sample on CPU, measured with ``ru_maxrss`` in
-fresh processes for batches of 4 to 64; see ``benchmarks/README.md``). The
-numpy noise of a chunk adds 1.2 MiB per sample (float64) and the input
-0.6 MiB, so a chunk costs about :data:`MIB_PER_SAMPLE` = 23 MiB per sample.
-The defaults are :data:`DEFAULT_CHUNK_CPU` = 8 (about 185 MiB; batches of 4
-to 16 are equally fast on CPU and larger ones are slower) and
-:data:`DEFAULT_CHUNK_GPU` = 128 (about 2.9 GiB, under a 4 GB budget).
+per 224x224 sample: 19.8 MiB of tensors saved for backward (counted with
+``torch.autograd.graph.saved_tensors_hooks``); the peak resident memory of one
+forward/backward grows by 21 MiB per sample on CPU (``ru_maxrss`` in fresh
+processes, batches of 4 to 64). The chunk's noise (float64, 1.2 MiB per
+sample) and input (0.6 MiB) come on top, hence :data:`MIB_PER_SAMPLE` = 23 MiB.
+A whole :func:`smoothgrad` call on CPU, measured in fresh processes as the
+peak RSS above the RSS before the call, took 148, 265, 451 and 801 MiB for
+chunks of 4, 8, 16 and 32: 60 to 100 MiB fixed (oneDNN primitives, weight
+copies) plus 22 MiB per sample. The defaults are :data:`DEFAULT_CHUNK_CPU` = 8
+(265 MiB; chunks of 4 and 8 were the fastest on a 2-core CPU, 16 and more are
+slower) and :data:`DEFAULT_CHUNK_GPU` = 128 (estimated 128 x 23 MiB = 2.9 GiB,
+under a 4 GB budget; ``benchmarks/gpu_check.py`` measures it with
+``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import numpy as np
@@ -58,7 +69,7 @@ __all__ = [
 #: Approximate peak memory of one noisy sample in a chunk (forward + backward
 #: to the input at 224x224, plus its noise and input tensors), in MiB.
 MIB_PER_SAMPLE = 23.0
-#: Default number of noisy copies per forward/backward pass on CPU (~185 MiB).
+#: Default number of noisy copies per forward/backward pass on CPU (~265 MiB in all).
 DEFAULT_CHUNK_CPU = 8
 #: Default number of noisy copies per forward/backward pass on a GPU (~2.9 GiB).
 DEFAULT_CHUNK_GPU = 128
@@ -166,6 +177,79 @@ def smoothgrad_loop(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int
     return np.stack(maps).astype(np.float32, copy=False)
 
 
+#: Draw the numpy noise of the next chunk in a background thread while the
+#: current chunk runs through the model (numpy releases the GIL while drawing).
+#: ``None``: only on accelerators (on a CPU the thread competes with the
+#: convolutions for the same cores and measured slightly slower). It holds up
+#: to two chunks of float64 noise in host memory besides the one in use
+#: (2 x 1.2 MiB per sample: 300 MiB for a GPU chunk of 128).
+PREFETCH: bool | None = None
+
+
+def _segments(start: int, stop: int, n: int) -> list[tuple[int, int, int]]:
+    """Split the noisy copies ``start:stop`` into runs of one image: ``(image, first, end)``, chunk-local."""
+    out = []
+    pos = start
+    while pos < stop:
+        i = pos // n
+        end = min(stop, (i + 1) * n)
+        out.append((i, pos - start, end - start))
+        pos = end
+    return out
+
+
+class _NoiseDraws:
+    """The numpy standard normal draws of each chunk, in order, optionally prefetched by a thread.
+
+    Exactly ``sum(sizes)`` images' worth of numbers are drawn, in the order the
+    loop draws them, so the generator ends in the loop's state (unless an
+    error stops the computation midway).
+    """
+
+    def __init__(self, rng: Any, sizes: list[int], prefetch: bool) -> None:
+        self._rng, self._sizes, self._next = rng, sizes, 0
+        self._thread: threading.Thread | None = None
+        if prefetch:
+            self._queue: queue.Queue = queue.Queue(maxsize=1)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._produce, name="smoothgrad-noise", daemon=True)
+            self._thread.start()
+
+    def _draw(self, k: int) -> np.ndarray:
+        return np.asarray(self._rng.standard_normal((k, _SIZE, _SIZE, 3)), dtype=np.float64)
+
+    def _produce(self) -> None:
+        for k in self._sizes:
+            try:
+                item: Any = self._draw(k)
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer
+                item = err
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set() or isinstance(item, BaseException):
+                return
+
+    def next(self) -> np.ndarray:
+        """The draws of the next chunk, shape (k, 224, 224, 3), float64."""
+        k = self._sizes[self._next]
+        self._next += 1
+        if self._thread is None:
+            return self._draw(k)
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+
 def _noise_seed(rng: Any) -> int:
     if not callable(getattr(rng, "integers", None)):
         raise TypeError(f"rng must be a numpy.random.Generator or an int seed to seed the device noise, "
@@ -217,9 +301,11 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
 
     With ``noise_on_device=False`` (the default) the noise is drawn from the
     numpy generator ``rng`` exactly as :func:`smoothgrad_loop` draws it, so
-    the same seed gives bitwise the same noisy images and maps equal to the
-    loop's up to floating-point summation order (about 1e-6 of each map's
-    maximum).
+    the same seed gives bitwise the same noisy images, and maps equal to the
+    loop's up to the convolutions' floating-point summation order: about 1e-6
+    of each map's maximum for most pixels, up to about 2e-2 in the rare patches
+    where rounding re-routes a ReLU or max-pooling gradient (see the module
+    docstring).
 
     Parameters
     ----------
@@ -242,7 +328,7 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
         seed of the torch generator.
     chunk_size : int, optional
         Noisy copies per forward/backward pass, >= 1. Default
-        :func:`default_chunk_size` of the device (8 on CPU, about 185 MiB;
+        :func:`default_chunk_size` of the device (8 on CPU, about 265 MiB;
         128 on GPU, about 2.9 GiB); see :data:`MIB_PER_SAMPLE`.
     device : str or torch.device, optional
         Where to run; the model's device by default.
@@ -252,13 +338,16 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
         noise crosses the bus. This does NOT reproduce the numpy stream (nor
         the loop's maps sample for sample; the maps agree only statistically),
         but it is reproducible: the same ``generator`` seed, or the same
-        ``rng`` seed, gives the same maps on the same device.
+        ``rng`` seed, gives the same noise on the same device, hence the same
+        maps (on CUDA, bitwise only if cuDNN picks deterministic kernels, e.g.
+        with ``torch.backends.cudnn.deterministic = True``).
     generator : torch.Generator, optional
         Generator on ``device`` for ``noise_on_device=True`` (used in place).
         By default one is created and seeded with ``rng.integers(2**63 - 1)``.
     channels_last : bool, default True
-        Run the convolutions in channels-last layout (about 1.5 to 2 times
-        faster on CPU with oneDNN). Set False to keep the model's layout.
+        Run the convolutions in channels-last layout (on a 2-core CPU with
+        oneDNN, SqueezeNet's forward and backward ran 1.3 to 2 times faster
+        than in NCHW). Set False to keep the model's layout.
 
     Returns
     -------
@@ -303,8 +392,6 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     # The same sigma as add_noise computes: noise_pct * x.std(), image by image.
     sigma = np.array([noise_pct * X[i].std() for i in range(num)], dtype=np.float64)
 
-    fmt = torch.channels_last if channels_last else torch.preserve_format
-
     def place(t: torch.Tensor) -> torch.Tensor:
         t = t.to(dev)
         return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
@@ -316,47 +403,63 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     std = torch.as_tensor(SQUEEZENET_STD, device=dev)[:, None, None]
     sums = torch.zeros((num, _SIZE, _SIZE), dtype=torch.float64, device=dev)
 
-    X_host = torch.from_numpy(np.ascontiguousarray(X))
+    X_dev = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+    bounds = [(a, min(a + chunk, total)) for a in range(0, total, chunk)]
     if noise_on_device:
-        X_dev = X_host.to(dev)
-        sigma_dev = torch.from_numpy(sigma).to(dev, torch.float32)
         if generator is None:
             generator = torch.Generator(device=dev)
             generator.manual_seed(_noise_seed(rng))
+        draws = None
     else:
-        sigma_host = torch.from_numpy(sigma)
+        prefetch = (dev.type != "cpu") if PREFETCH is None else PREFETCH
+        draws = _NoiseDraws(rng, [b - a for a, b in bounds], prefetch=prefetch and len(bounds) > 1)
+    images: dict[int, torch.Tensor] = {}  # float version of the images of the current chunk
 
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        k = stop - start
-        owner = torch.arange(start, stop) // n  # image of each noisy copy
-        if noise_on_device:
-            owner_dev = owner.to(dev)
-            z = torch.randn((k, _SIZE, _SIZE, 3), generator=generator, device=dev, dtype=torch.float32)
-            z.mul_(sigma_dev[owner_dev].view(k, 1, 1, 1)).add_(X_dev[owner_dev])
+    def image(i: int, dtype: torch.dtype) -> torch.Tensor:
+        if i not in images:
+            for old in [j for j in images if j < i]:
+                del images[old]
+            images[i] = X_dev[i].to(dtype)
+        return images[i]
+
+    try:
+        for start, stop in bounds:
+            k = stop - start
+            owner = (torch.arange(start, stop) // n).to(dev)  # image of each noisy copy
+            if noise_on_device:
+                z = torch.randn((k, _SIZE, _SIZE, 3), generator=generator, device=dev, dtype=torch.float32)
+            else:
+                # One draw for the chunk = the loop's k draws of one image, in order;
+                # the float64 arithmetic below is exactly rounded on any device.
+                z = torch.from_numpy(draws.next()).to(dev)
+            # x + sigma * z per image (float64 for numpy noise, as add_noise computes; its
+            # "0.0 + sigma * z" only turns -0.0 into +0.0, which cannot change x + noise),
+            # then round (rint and torch.round both round half to even) if add_noise
+            # rounds, clip to 0..255 and convert to uint8.
+            for i, a, b in _segments(start, stop, n):
+                z[a:b].mul_(float(sigma[i])).add_(image(i, z.dtype))
             if rounds:
                 z.round_()
             noisy = z.clamp_(0, 255).to(torch.uint8)
-        else:
-            # One draw for the chunk = the loop's k draws of one image, in order.
-            # float64 throughout: x + sigma * z, round (rint: half to even, like
-            # torch.round) if add_noise rounds, clip, convert, as add_noise does.
-            # add_noise's "0.0 + sigma * z" only turns -0.0 into +0.0, which
-            # cannot change x + noise.
-            z = torch.from_numpy(rng.standard_normal((k, _SIZE, _SIZE, 3)))
-            z.mul_(sigma_host[owner].view(k, 1, 1, 1)).add_(X_host[owner])
-            if rounds:
-                z.round_()
-            noisy = z.clamp_(0, 255).to(torch.uint8).to(dev, non_blocking=True)
-            owner_dev = owner.to(dev)
-        # NHWC -> NCHW view: already channels-last in memory; normalise like preprocess.
-        x = noisy.permute(0, 3, 1, 2).to(torch.float32).div_(255).sub_(mean).div_(std)
-        x = x.contiguous(memory_format=fmt) if channels_last else x.contiguous()
-        x.requires_grad_(True)
-        with torch.enable_grad():
-            scores = functional_call(model, state, (x,))
-            picked = scores.gather(1, labels_t[owner_dev].view(-1, 1)).sum()
-            (grad,) = torch.autograd.grad(picked, x)
-        sums.index_add_(0, owner_dev, grad.abs().amax(dim=1).to(torch.float64))
-        del scores, picked, grad, x, z, noisy
+            del z
+            # NHWC -> NCHW view, i.e. channels-last in memory; normalise like preprocess.
+            x = noisy.permute(0, 3, 1, 2).to(torch.float32).div_(255).sub_(mean).div_(std)
+            x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            del noisy
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                scores = functional_call(model, state, (x,))
+                picked = scores.gather(1, labels_t[owner].view(-1, 1)).sum()
+                (grad,) = torch.autograd.grad(picked, x)
+            del scores, picked, x
+            # max over channels of |grad|, without reducing over the innermost (channel) axis
+            maps = torch.maximum(grad[:, 0].abs(), grad[:, 1].abs())
+            maps = torch.maximum(maps, grad[:, 2].abs(), out=maps)
+            del grad
+            # per-image float64 sums; plain reductions (not index_add_, which uses atomics on CUDA)
+            for i, a, b in _segments(start, stop, n):
+                sums[i].add_(maps[a:b].sum(dim=0, dtype=torch.float64))
+    finally:
+        if draws is not None:
+            draws.close()
     return (sums / n).to(torch.float32).cpu().numpy()

@@ -1,0 +1,261 @@
+"""Grading a whole class: parallel workers, the gradebook, feedback files and the report."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import nbformat
+
+from helpers.autograde import reference_key
+from helpers.data import locate_data_file, sha256_of
+from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerprint
+
+from .grading import (DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MIB, SANDBOX_USER, NotebookResult, discover_submissions,
+                      grade_notebook, graded_cells, load_results, save_result)
+from .paths import ASSIGNMENTS, references_dir, source_notebooks
+
+
+class GradingSetupError(RuntimeError):
+    """Grading cannot start (no references, no gradebook entries, ...)."""
+
+
+def current_model_and_data(weights: str | None = None) -> tuple[str, Path, str]:
+    """(weights choice, data file, reference key) for the grading run, decided by the instructor's settings."""
+    data_file = locate_data_file(download=True)
+    choice = weights or os.environ.get("SALIENCY_WEIGHTS") or "pretrained"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_squeezenet(choice, device="cpu")
+    key = reference_key(sha256_of(data_file), weights_fingerprint(model))
+    return choice, data_file, key
+
+
+def _shared_inputs(tmp: Path, choice: str, data_file: Path) -> dict[str, str]:
+    """Copies of the data and weight files that the unprivileged kernel may read."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.chmod(tmp, 0o755)
+    data_copy = tmp / "imagenet_val_25.npz"
+    shutil.copy2(data_file, data_copy)
+    os.chmod(data_copy, 0o444)
+    env = {"SALIENCY_DATA": str(data_copy), "SALIENCY_WEIGHTS": choice}
+    if choice not in ("untrained",):
+        import torch
+
+        source = Path(torch.hub.get_dir()) / "checkpoints" / PRETRAINED_FILENAME if choice == "pretrained" \
+            else Path(choice)
+        weights_copy = tmp / PRETRAINED_FILENAME
+        shutil.copy2(source, weights_copy)
+        os.chmod(weights_copy, 0o444)
+        env["SALIENCY_WEIGHTS"] = str(weights_copy)
+    return env
+
+
+def _ensure_gradebook(root: Path) -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from .release import generate_release
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="saliency") as gb:
+        missing = []
+        for assignment in ASSIGNMENTS:
+            try:
+                gb.find_assignment(assignment)
+            except MissingEntry:
+                missing.append(assignment)
+    if missing:
+        generate_release(root, log=lambda line: None)
+
+
+def record_in_gradebook(root: Path, results: list[NotebookResult]) -> None:
+    """Write the automatic scores of one submission into nbgrader's gradebook (manual scores are kept)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy chatter from nbgrader's own code
+
+    student, assignment = results[0].student, results[0].assignment
+    timestamp_file = root / "submitted" / student / assignment / "timestamp.txt"
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="saliency") as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.find_submission(assignment, student)
+        except MissingEntry:
+            kwargs = {}
+            if timestamp_file.is_file():
+                kwargs["timestamp"] = timestamp_file.read_text().strip()
+            gb.add_submission(assignment, student, **kwargs)
+        for result in results:
+            notebook = Path(result.notebook).stem
+            for part in result.parts:
+                grade = gb.find_grade(part.grade_id, notebook, assignment, student)
+                if part.manual:
+                    grade.needs_manual_grade = grade.manual_score is None
+                else:
+                    grade.auto_score = part.points
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def manual_scores(root: Path) -> dict[tuple[str, str, str, str], float | None]:
+    """(student, assignment, notebook, grade_id) -> score, as the gradebook has it now."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores: dict[tuple[str, str, str, str], float | None] = {}
+    db = root / "gradebook.db"
+    if not db.is_file():
+        return scores
+    with Gradebook(f"sqlite:///{db}", course_id="saliency") as gb:
+        for record in load_results(root):
+            for nb in record["notebooks"]:
+                for part in nb["parts"]:
+                    try:
+                        grade = gb.find_grade(part["grade_id"], Path(nb["notebook"]).stem,
+                                              record["assignment"], record["student"])
+                    except MissingEntry:
+                        continue
+                    scores[(record["student"], record["assignment"], nb["notebook"], part["grade_id"])] = \
+                        grade.manual_score if grade.manual_score is not None else grade.auto_score
+    return scores
+
+
+def write_feedback(root: Path, results: list[NotebookResult]) -> Path:
+    """``feedback/<student>/<assignment>/feedback.html``: points and what to fix, no hidden material."""
+    student, assignment = results[0].student, results[0].assignment
+    folder = root / "feedback" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    total = sum(r.score for r in results)
+    maximum = sum(p.max_points for r in results for p in r.parts if not p.manual)
+    rows, text = [], [f"{assignment} - feedback for {student}", f"automatic score: {total:g} / {maximum:g}", ""]
+    for r in results:
+        text.append(r.notebook)
+        for problem in r.problems:
+            rows.append(f"<tr class='problem'><td>{html.escape(r.notebook)}</td><td colspan='3'>"
+                        f"{html.escape(problem)}</td></tr>")
+            text.append(f"  ! {problem}")
+        for p in r.parts:
+            score = "by hand" if p.manual else f"{p.points:g} / {p.max_points:g}"
+            advice = "" if p.points == p.max_points and not p.manual else "<br>".join(
+                html.escape(m) for m in p.messages)
+            status = "manual" if p.manual else ("ok" if p.points == p.max_points else "lost")
+            rows.append(f"<tr class='{status}'><td>{html.escape(r.notebook)}</td><td>{html.escape(p.grade_id)}</td>"
+                        f"<td>{score}</td><td>{advice}</td></tr>")
+            text.append(f"  {p.grade_id}: {score}" + ("" if status == "ok" else
+                        "".join(f"\n      {m}" for m in p.messages)))
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(assignment)} feedback</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.4em;border-bottom:1px solid #ddd;
+vertical-align:top;text-align:left}}tr.lost td{{background:#fff0f0}}tr.ok td{{background:#f0fff0}}
+tr.problem td{{background:#fff8e0}}</style></head><body>
+<h1>{html.escape(assignment)}: feedback for {html.escape(student)}</h1>
+<p>Automatic score: <b>{total:g} / {maximum:g}</b>. Written answers are graded by hand.</p>
+<table><tr><th>notebook</th><th>part</th><th>points</th><th>what to look at</th></tr>
+{''.join(rows)}</table></body></html>"""
+    (folder / "feedback.html").write_text(page)
+    (folder / "feedback.txt").write_text("\n".join(text) + "\n")
+    return folder / "feedback.html"
+
+
+def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | None = None,
+                assignments: list[str] | None = None, cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+                memory_mib: int = DEFAULT_MEMORY_MIB, weights: str | None = None,
+                sandbox_user: str | None = SANDBOX_USER, log=print) -> list[list[NotebookResult]]:
+    """Grade every submission found in ``submitted/``; returns the results per submission."""
+    jobs = jobs or os.cpu_count() or 1
+    pairs = discover_submissions(root, students, assignments)
+    if not pairs:
+        raise GradingSetupError(f"no submissions found under {root / 'submitted'} (nbgrader layout: "
+                                "submitted/<student>/<assignment>/<notebook>.ipynb)")
+    choice, data_file, key = current_model_and_data(weights)
+    if not (references_dir(root) / key / "manifest.json").is_file():
+        raise GradingSetupError(f"no reference arrays for {key}: run `course build` (or `course references`) "
+                                "with the same data and weights first")
+    _ensure_gradebook(root)
+    for private in (references_dir(root), root / "submitted", root / "autograded"):
+        if private.is_dir():
+            os.chmod(private, 0o700)
+    from .sandbox_kernel import isolation_level
+
+    level = isolation_level(sandbox_user)
+    log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); references {key}")
+    log({"user": f"  student kernels run as '{sandbox_user}' in a private mount namespace",
+         "namespace": "  student kernels run in a private, read-only mount namespace without capabilities",
+         "none": "  WARNING: not root, so student kernels run as you and could read references/ and source/; "
+                 "grade as root (or in a container) for isolation"}[level])
+    start = time.perf_counter()
+    by_submission: dict[tuple[str, str], list[NotebookResult]] = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="saliency-inputs-") as tmp:
+        env = _shared_inputs(Path(tmp) / "inputs", choice, data_file)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+        items = [(student, assignment, nb.name) for student, assignment in pairs
+                 for nb in source_notebooks(root, assignment)]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(grade_notebook, root, key, student, assignment, name, env=env,
+                                   cell_timeout=cell_timeout, memory_mib=memory_mib,
+                                   sandbox_user=sandbox_user): (student, assignment, name)
+                       for student, assignment, name in items}
+            for future in as_completed(futures):
+                student, assignment, name = futures[future]
+                result = future.result()
+                by_submission[(student, assignment)].append(result)
+                maximum = sum(p.max_points for p in result.parts if not p.manual)
+                flag = f"  [{'; '.join(result.problems)}]" if result.problems else ""
+                log(f"  {student:>14s} {assignment}/{name:38s} {result.score:4g}/{maximum:g}  "
+                    f"{result.seconds:5.1f} s{flag}")
+    submissions = []
+    for (student, assignment), results in sorted(by_submission.items()):
+        order = [nb.name for nb in source_notebooks(root, assignment)]
+        results.sort(key=lambda r: order.index(r.notebook))
+        save_result(root, results)
+        record_in_gradebook(root, results)
+        write_feedback(root, results)
+        submissions.append(results)
+    elapsed = time.perf_counter() - start
+    log(f"Graded {len(submissions)} submission(s) in {elapsed:.1f} s "
+        f"({elapsed / max(1, len(submissions)):.1f} s per submission). Next: `course report`.")
+    return submissions
+
+
+def write_report(root: Path, out: Path | None = None) -> Path:
+    """``reports/grades.csv``: one row per student and assignment, one column per graded part."""
+    records = load_results(root)
+    if not records:
+        raise GradingSetupError("nothing graded yet: run `course grade` first")
+    scores = manual_scores(root)
+    columns: dict[str, list[str]] = {}
+    for assignment in ASSIGNMENTS:
+        columns[assignment] = [f"{nb.stem}:{gid}" for nb in source_notebooks(root, assignment)
+                               for gid, _, _ in graded_cells(nbformat.read(nb, as_version=4))]
+    all_columns = [c for a in ASSIGNMENTS for c in columns[a]]
+    out = out or root / "reports" / "grades.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student", "assignment", *all_columns, "score", "max_score", "manual_pending", "problems"])
+        for record in records:
+            values: dict[str, str] = {}
+            total = maximum = 0.0
+            pending = 0
+            problems = []
+            for nb in record["notebooks"]:
+                problems += [f"{nb['notebook']}: {p}" for p in nb["problems"]]
+                for part in nb["parts"]:
+                    key = (record["student"], record["assignment"], nb["notebook"], part["grade_id"])
+                    score = scores.get(key, None if part["manual"] else part["points"])
+                    maximum += part["max_points"]
+                    if score is None:
+                        pending += 1
+                        values[f"{Path(nb['notebook']).stem}:{part['grade_id']}"] = ""
+                    else:
+                        total += score
+                        values[f"{Path(nb['notebook']).stem}:{part['grade_id']}"] = f"{score:g}"
+            writer.writerow([record["student"], record["assignment"], *[values.get(c, "") for c in all_columns],
+                             f"{total:g}", f"{maximum:g}", pending, " | ".join(problems)])
+    return out

@@ -1,0 +1,84 @@
+"""The committed student versions are exactly what nbgrader makes, and leak nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_tools.notebooks import outputs_problems, strip_outputs
+from course_tools.paths import companion_notebooks, source_notebooks
+from course_tools.release import _tree_differences, leak_problems, release_differences
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_release_is_what_nbgrader_generates():
+    assert release_differences(ROOT) == []
+
+
+def test_release_leaks_nothing():
+    assert leak_problems(ROOT) == []
+
+
+def test_committed_notebooks_carry_no_outputs():
+    notebooks = source_notebooks(ROOT) + companion_notebooks(ROOT) + sorted((ROOT / "release").glob("*/*.ipynb"))
+    assert len(notebooks) >= 8
+    problems = [p for nb in notebooks for p in outputs_problems(nb)]
+    assert problems == []
+
+
+def test_every_source_notebook_has_hidden_tests_and_release_has_none():
+    for nb_path in source_notebooks(ROOT):
+        text = nb_path.read_text()
+        assert "BEGIN HIDDEN TESTS" in text, nb_path
+        released = ROOT / "release" / nb_path.parent.name / nb_path.name
+        assert released.is_file(), released
+        assert "HIDDEN" not in released.read_text()
+        assert "NotImplementedError" in released.read_text()
+
+
+def test_leak_check_catches_a_solution_line(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "source", course / "source")
+    shutil.copytree(ROOT / "release", course / "release")
+    target = course / "release" / "lab" / "01_data_and_model.ipynb"
+    nb = nbformat.read(target, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "NotImplementedError" in c.source)
+    cell.source = cell.source.replace("raise NotImplementedError()", "return scores.gather(1, y.view(-1, 1)).squeeze(1)")
+    nbformat.write(nb, target)
+    (course / "release" / "lab" / "answers.npz").write_bytes(b"x")
+    problems = leak_problems(course)
+    assert any("solution line" in p for p in problems)
+    assert any("answers.npz" in p for p in problems)
+
+
+def test_tree_differences_reports_missing_extra_and_changed(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "lab").mkdir(parents=True)
+    (b / "lab").mkdir(parents=True)
+    (a / "lab" / "x.ipynb").write_text("1")
+    (b / "lab" / "x.ipynb").write_text("2")
+    (a / "lab" / "only_expected.ipynb").write_text("")
+    (b / "lab" / "stray.ipynb").write_text("")
+    problems = _tree_differences(a, b)
+    assert len(problems) == 3
+    assert any("missing" in p for p in problems)
+    assert any("not generated" in p for p in problems)
+    assert any("differs" in p for p in problems)
+
+
+def test_strip_keeps_only_check_cell_text():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", execution_count=3, outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+            nbformat.v4.new_output("stream", name="stderr", text="warning\n")]),
+        nbformat.v4.new_code_cell("x", execution_count=4, outputs=[
+            nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=4)]),
+    ])
+    stripped = strip_outputs(nb)
+    assert [o.text for o in stripped.cells[0].outputs] == ["1\n"]
+    assert stripped.cells[1].outputs == [] and stripped.cells[1].execution_count is None
+    assert nb.cells[1].outputs, "strip_outputs must not modify its input"
