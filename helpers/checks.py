@@ -467,7 +467,7 @@ def _compare_converted(value: np.ndarray, shown_dtype: str, reference: np.ndarra
 
     # 5. known mistakes
     for key, candidate, message in mistakes:
-        if _Tolerance.of(candidate, rtol, atol, grouped).close(s, candidate).all():
+        if _explains(s, candidate, rtol, atol, grouped):
             return Verdict(False, f"{name} does not match the reference: {message}",
                            {**details, "stage": "known_mistake", "diagnosis": "known_mistake", "mistake": key})
 
@@ -479,6 +479,23 @@ def _compare_converted(value: np.ndarray, shown_dtype: str, reference: np.ndarra
                        {**details, **extra, "stage": "values", "diagnosis": key})
     return Verdict(False, _generic_message(name, s, r, ok, tol, grouped, image_ok),
                    {**details, "stage": "values", "diagnosis": "generic"})
+
+
+def _explains(s: np.ndarray, candidate: np.ndarray, rtol: float, atol: float | None, grouped: bool) -> bool:
+    """Whether a known mistake explains the student's values.
+
+    Looser than passing: the grader recomputes the mistake itself, and a wrong
+    pipeline amplifies tiny numerical differences (a ReLU that flips in one
+    image). Each image may differ by ten times the usual tolerance, and with
+    three or more images one in five may differ completely.
+    """
+    close = _Tolerance.of(candidate, 10 * rtol, None if atol is None else 10 * atol, grouped).close(s, candidate)
+    if not grouped:
+        return bool(close.mean() >= 0.99)
+    per_image = close.reshape(close.shape[0], -1).all(axis=1)
+    if per_image.size < 3:
+        return bool(per_image.all())
+    return bool(per_image.mean() >= 0.8)
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,17 @@ def private_paths(root: Path) -> list[str]:
     return [str(root / name) for name in names if (root / name).exists()]
 
 
+def hidden_paths(root: Path) -> list[str]:
+    """Private paths of the course being graded and of the course the installed ``helpers`` comes from."""
+    import helpers
+
+    paths = private_paths(root)
+    home = Path(helpers.__file__).resolve().parents[1]
+    if home != root.resolve() and (home / "nbgrader_config.py").is_file():
+        paths += [p for p in private_paths(home) if p not in paths]
+    return paths
+
+
 def execute_sandboxed(nb, workdir: Path, *, env: dict[str, str], cell_timeout: int = DEFAULT_CELL_TIMEOUT,
                       memory_mib: int = DEFAULT_MEMORY_MIB, sandbox_user: str | None = SANDBOX_USER,
                       hide: list[str] | None = None, interrupt_grace: float = 5.0) -> Execution:
@@ -506,7 +517,7 @@ def grade_notebook(root: Path, reference_key: str, student: str, assignment: str
         outbox = workdir / ".outbox"
         execution = execute_sandboxed(rebuilt, workdir, env={**env, OUTBOX_ENV: str(outbox)},
                                       cell_timeout=cell_timeout, memory_mib=memory_mib,
-                                      sandbox_user=sandbox_user, hide=private_paths(root))
+                                      sandbox_user=sandbox_user, hide=hidden_paths(root))
         if execution.crashed:
             result.problems.append(execution.crashed)
         for index in execution.timed_out:
