@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
-from scipy.ndimage import gaussian_filter1d
 
 from ._validation import describe, require_ndarray, require_number, require_rng, require_tensor
 
@@ -132,6 +131,8 @@ def blur_image(X: torch.Tensor, sigma: float = 1) -> torch.Tensor:
     """
     require_tensor("X", X, ndim=4, floating=True)
     require_number("sigma", sigma, low=0, low_inclusive=False)
+    from scipy.ndimage import gaussian_filter1d  # imported here: scipy.ndimage is slow to import
+
     X_np = X.detach().cpu().clone().numpy()
     X_np = gaussian_filter1d(X_np, sigma, axis=2)
     X_np = gaussian_filter1d(X_np, sigma, axis=3)
