@@ -8,6 +8,8 @@ SqueezeNet, so tests are offline and the same on every machine.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -61,3 +63,25 @@ def rng() -> np.random.Generator:
 def _seed_torch():
     torch.manual_seed(0)
     yield
+
+
+def no_network(*args, **kwargs):
+    """Stands in for every way out: the tests must never touch the network."""
+    raise AssertionError("the tests must never touch the network")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Make any network access fail loudly."""
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "urlopen", no_network)  # torch.hub imported the name itself
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest and avoids OpenMP spin-waits on a busy 2-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

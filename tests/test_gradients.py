@@ -10,8 +10,6 @@ independence on the real (untrained) SqueezeNet.
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 
 import numpy as np
 import pytest
@@ -21,23 +19,7 @@ from torch import nn
 from helpers.images import preprocess_batch
 
 
-def _no_network(*args, **kwargs):
-    raise AssertionError("the tests must never touch the network")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest and avoids OpenMP spin-waits on a busy 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
-    monkeypatch.setattr(socket.socket, "connect", _no_network)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline")
 
 
 def lab_gradients(X: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 
 import numpy as np
 import pytest
@@ -15,23 +13,7 @@ from helpers.images import (SQUEEZENET_MEAN, SQUEEZENET_STD, add_noise, blur_ima
                             preprocess_batch, rescale)
 
 
-def _no_network(*args, **kwargs):
-    raise AssertionError("the tests must never touch the network")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest and avoids OpenMP spin-waits on a busy 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
-    monkeypatch.setattr(socket.socket, "connect", _no_network)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline")
 
 
 def _expected_normalised(img_uint8: np.ndarray) -> torch.Tensor:

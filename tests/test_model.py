@@ -13,7 +13,6 @@ import email.message
 import hashlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -33,28 +32,15 @@ from helpers.model import (PRETRAINED_FILENAME, WEIGHTS_ENV_VAR, UntrainedWeight
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _no_network(*args, **kwargs):
-    raise AssertionError("the tests must never touch the network")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest and avoids OpenMP spin-waits on a busy 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
+def _offline(tmp_path, monkeypatch, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.delenv(WEIGHTS_ENV_VAR, raising=False)
     monkeypatch.delenv("SALIENCY_DATA", raising=False)
-    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
-    monkeypatch.setattr(torch.hub, "urlopen", _no_network)  # torch.hub imported the name itself
-    monkeypatch.setattr(socket.socket, "connect", _no_network)
 
 
 def _checkpoints(tmp_path: Path) -> Path:
