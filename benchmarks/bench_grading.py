@@ -5,7 +5,7 @@ submissions of the full series (lab and homework, the instructor's answers:
 every cell runs, as in a good submission), grades them with the real
 ``course grade --jobs J`` and prints the per-submission and per-class times.
 
-    .venv/bin/python benchmarks/bench_grading.py --students 100 --jobs 2
+    .venv/bin/python benchmarks/bench_grading.py --students 100
 
 Uses ``$SALIENCY_WEIGHTS`` / ``$SALIENCY_DATA`` like every course command
 (CI and this machine: untrained weights and ``../shared/data``).
@@ -36,7 +36,7 @@ def course(args: list[str], cwd: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=20)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=int, default=(os.cpu_count() or 1) + 1, help="default: cores + 1, as course grade")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "instructor"))

@@ -160,10 +160,13 @@ def preprocess_batch(X: np.ndarray, device: str | torch.device | None = None) ->
     require_ndarray("X", X, ndim=4, dtype=np.uint8)
     if X.shape[3] != 3:
         raise ValueError(f"X must have shape (N, H, W, 3), got {X.shape}")
+    from .model import choose_device  # checks the device: a clear ValueError, not a CUDA traceback
+
+    target = torch.device("cpu") if device is None else choose_device(device)
     if X.shape[1:3] != (224, 224):
         # Other sizes go through the lab's resize, one image at a time.
-        return torch.cat([preprocess(x) for x in X]).to(device or "cpu")
-    x = torch.from_numpy(np.ascontiguousarray(X)).to(device or "cpu")
+        return torch.cat([preprocess(x) for x in X]).to(target)
+    x = torch.from_numpy(np.ascontiguousarray(X)).to(target)
     x = x.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
     mean = torch.as_tensor(SQUEEZENET_MEAN, device=x.device)[:, None, None]
     std = torch.as_tensor(SQUEEZENET_STD, device=x.device)[:, None, None]

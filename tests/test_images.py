@@ -313,3 +313,12 @@ def test_add_noise_does_not_modify_the_input(dataset):
 def test_add_noise_bad_inputs(x, noise_pct, rng, error, pattern):
     with pytest.raises(error, match=pattern):
         add_noise(x, noise_pct, rng)
+
+
+def test_preprocess_batch_refuses_an_unavailable_or_unknown_device(dataset):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            preprocess_batch(dataset.X[:1], device="cuda")
+    with pytest.raises(ValueError, match="device"):
+        preprocess_batch(dataset.X[:1], device="tpu")
+    assert preprocess_batch(dataset.X[:1], device="cpu").device.type == "cpu"

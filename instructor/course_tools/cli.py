@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed").set_defaults(func=cmd_check)
     p = with_model(sub.add_parser("grade", help="autograde every submission in submitted/ (in parallel)"))
-    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
     p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
