@@ -1,6 +1,7 @@
 """pytest set-up for the whole course folder.
 
-When source notebooks are collected (nbval), make sure the reference arrays
+nbval compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with the expected
+text stored in their metadata. When source notebooks are collected, make sure the reference arrays
 for the current data file and weights exist first: the hidden tests in the
 source notebooks compare against them. They are written once by running the
 solutions (``course references``) and reused on later runs.
@@ -13,6 +14,18 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+
+
+def _give_nbval_the_expected_outputs(items) -> None:
+    """Committed notebooks carry no outputs: the expected text of each ``# NBVAL_CHECK_OUTPUT`` cell lives
+    in its metadata (``course strip --refresh`` writes it), and is handed to nbval here."""
+    from course_tools.notebooks import expected_outputs
+
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if cell is not None and cell.get("cell_type") == "code" and "expected_output" in cell.metadata:
+            cell.outputs = expected_outputs(cell)
+            cell.execution_count = 1
 
 
 def _current_reference_key() -> str:
@@ -28,6 +41,7 @@ def _current_reference_key() -> str:
 
 
 def pytest_collection_modifyitems(session, config, items):
+    _give_nbval_the_expected_outputs(items)
     source = ROOT / "source"
     if not any(Path(str(item.fspath)).is_relative_to(source) for item in items):
         return

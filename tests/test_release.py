@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_tools.notebooks import outputs_problems, strip_outputs
+from course_tools.notebooks import expected_outputs, outputs_problems, strip_outputs
 from course_tools.paths import companion_notebooks, source_notebooks
 from course_tools.release import _tree_differences, leak_problems, release_differences
 
@@ -70,7 +70,7 @@ def test_tree_differences_reports_missing_extra_and_changed(tmp_path):
     assert any("differs" in p for p in problems)
 
 
-def test_strip_keeps_only_check_cell_text():
+def test_strip_moves_check_cell_text_to_metadata_and_drops_everything_else(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", execution_count=3, outputs=[
             nbformat.v4.new_output("stream", name="stdout", text="1\n"),
@@ -79,6 +79,12 @@ def test_strip_keeps_only_check_cell_text():
             nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=4)]),
     ])
     stripped = strip_outputs(nb)
-    assert [o.text for o in stripped.cells[0].outputs] == ["1\n"]
-    assert stripped.cells[1].outputs == [] and stripped.cells[1].execution_count is None
+    assert all(c.outputs == [] and c.execution_count is None for c in stripped.cells)
+    assert stripped.cells[0].metadata["expected_output"] == "1\n"
+    assert [o.text for o in expected_outputs(stripped.cells[0])] == ["1\n"]
     assert nb.cells[1].outputs, "strip_outputs must not modify its input"
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert len(outputs_problems(path)) == 3  # two cells with outputs, and the check cell lacks its expected text
+    nbformat.write(stripped, path)
+    assert outputs_problems(path) == []

@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_class)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",
-                   help="re-run the notebooks first and keep the expected text of '# NBVAL_CHECK_OUTPUT' cells")
+                   help="re-run the notebooks first and store the printed text of '# NBVAL_CHECK_OUTPUT' cells "
+                        "in their metadata, for nbval")
     p.set_defaults(func=cmd_strip)
     return parser
 

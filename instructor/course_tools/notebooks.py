@@ -69,11 +69,16 @@ def _first_error_line(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", line)[:500]
 
 
-def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return a copy without outputs, except the expected text of ``# NBVAL_CHECK_OUTPUT`` cells.
+EXPECTED_KEY = "expected_output"
 
-    Those few cells print data-only facts (shapes, class names); nbval compares
-    them on every run, so their expected output is part of the notebook.
+
+def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Return a copy without outputs or execution counts.
+
+    The printed text of ``# NBVAL_CHECK_OUTPUT`` cells (data-only facts such as
+    shapes and class names) moves to the cell's metadata as
+    ``expected_output``; the course's ``conftest.py`` hands it to nbval, which
+    compares it on every run. Committed notebooks thus carry no outputs.
     """
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
@@ -81,30 +86,32 @@ def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type != "code":
             continue
         if cell.source.lstrip().startswith(CHECK_MARK) and cell.outputs:
-            cell.outputs = [o for o in cell.outputs
-                            if o.get("output_type") == "stream" and o.get("name") == "stdout"]
-            for o in cell.outputs:
-                o.pop("metadata", None)
-            cell.execution_count = 1 if cell.outputs else None
-        else:
-            cell.outputs = []
-            cell.execution_count = None
+            text = "".join(o.get("text", "") for o in cell.outputs
+                           if o.get("output_type") == "stream" and o.get("name") == "stdout")
+            cell.metadata[EXPECTED_KEY] = text
+        cell.outputs = []
+        cell.execution_count = None
     return nb
 
 
 def outputs_problems(path: Path) -> list[str]:
-    """What in a committed notebook should not be there (outputs outside check cells)."""
+    """What in a committed notebook should not be there: outputs or execution counts."""
     nb = nbformat.read(path, as_version=4)
     problems = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        checked = cell.source.lstrip().startswith(CHECK_MARK)
-        if cell.outputs and not checked:
-            problems.append(f"{path}: cell {index} carries outputs")
-        if checked and any(o.get("output_type") != "stream" for o in cell.outputs):
-            problems.append(f"{path}: check cell {index} carries non-text outputs")
+        if cell.outputs or cell.execution_count is not None:
+            problems.append(f"{path}: cell {index} carries outputs (run `course strip`)")
+        if cell.source.lstrip().startswith(CHECK_MARK) and EXPECTED_KEY not in cell.metadata:
+            problems.append(f"{path}: check cell {index} has no expected output (run `course strip --refresh`)")
     return problems
+
+
+def expected_outputs(cell) -> list:
+    """The outputs nbval should compare a check cell against (from its metadata)."""
+    text = cell.metadata.get(EXPECTED_KEY)
+    return [] if text is None else [nbformat.v4.new_output("stream", name="stdout", text=text)]
 
 
 def python_kernel_env() -> dict[str, str]:
