@@ -43,6 +43,19 @@ def _offline(tmp_path, monkeypatch, offline):
     monkeypatch.delenv("SALIENCY_DATA", raising=False)
 
 
+def _spy_on_torch_load(monkeypatch) -> list:
+    """Record the ``weights_only`` argument of every ``torch.load`` call."""
+    loads = []
+    real_load = torch.load
+
+    def spy_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy_load)
+    return loads
+
+
 def _checkpoints(tmp_path: Path) -> Path:
     return tmp_path / "torch-home" / "hub" / "checkpoints"
 
@@ -178,14 +191,7 @@ def test_pretrained_from_a_file_in_the_torch_cache(tmp_path, monkeypatch):
     target = _checkpoints(tmp_path) / PRETRAINED_FILENAME
     target.parent.mkdir(parents=True)
     torch.save(state, target)
-    loads = []
-    real_load = torch.load
-
-    def spy_load(*args, **kwargs):
-        loads.append(kwargs.get("weights_only"))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy_load)
+    loads = _spy_on_torch_load(monkeypatch)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         model = load_squeezenet("pretrained", "cpu")
@@ -290,14 +296,7 @@ def test_local_file_with_wrong_hash_is_refused(tmp_path):
 def test_local_file_with_right_hash_is_accepted(tmp_path, monkeypatch):
     path, state = _save_state(tmp_path / "mine.pth")
     _accept_prefix_of(monkeypatch, path)
-    loads = []
-    real_load = torch.load
-
-    def spy_load(*args, **kwargs):
-        loads.append(kwargs.get("weights_only"))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy_load)
+    loads = _spy_on_torch_load(monkeypatch)
     for weights in (path, str(path)):
         model = load_squeezenet(weights, "cpu")
         _assert_frozen_eval(model)
