@@ -31,7 +31,8 @@ run cut short still leaves the earlier ones; a section that would start after
    ``torch.cuda.max_memory_allocated`` per method; then a check that the
    default chunk (``DEFAULT_CHUNK_GPU``) stays under 4 GiB.
 4. ``chunk_sweep``: ``batched_device_noise`` on 25 images x n=50 with chunks
-   32..512 (time, peak memory, MiB per sample).
+   32..512 (median time of 3, peak memory, MiB per sample), on CUDA with
+   ``torch.backends.cudnn.benchmark`` off (PyTorch's default) and on.
 5. ``prefetch``: ``batched`` (numpy noise) on 25 images x n=50 with and
    without the thread that draws the next chunk's noise (``PREFETCH``).
 6. ``large``: 25 images x n=50 = 1250 passes, batched methods and Captum only.
@@ -200,20 +201,32 @@ def section_benchmark(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, devi
 
 def section_chunk_sweep(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, device: torch.device, *,
                         images: int, n: int, chunks: list[int]) -> dict:
+    """Device-noise SmoothGrad per chunk size, with cuDNN's autotuner off (the default) and on (CUDA)."""
     rows = []
-    for chunk in chunks:
-        problem = bench.Problem(X[:images], y[:images], model, n, 0.1, chunk, device)
-        bench.run_batched_device_noise(problem)  # warm-up (cuDNN algorithms for this batch size)
-        with bench.PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            bench.run_batched_device_noise(problem)
-            bench.sync(device)
-            dt = time.perf_counter() - t0
-        size = min(chunk, problem.passes)
-        rows.append({"chunk_size": chunk, "seconds": dt, "passes_per_s": problem.passes / dt,
-                     "peak_mib": mem.peak / MIB, "mib_per_sample": mem.peak / MIB / size})
-        log(f"chunk {chunk:4d}: {problem.passes / dt:8.1f} passes/s, peak {mem.peak / MIB:8.1f} MiB "
-            f"({mem.peak / MIB / size:.1f} MiB/sample)")
+    autotune = [False, True] if device.type == "cuda" else [False]
+    old = torch.backends.cudnn.benchmark
+    try:
+        for tune in autotune:
+            torch.backends.cudnn.benchmark = tune
+            for chunk in chunks:
+                problem = bench.Problem(X[:images], y[:images], model, n, 0.1, chunk, device)
+                bench.run_batched_device_noise(problem)  # warm-up (cuDNN algorithms for this batch size)
+                times = []
+                with bench.PeakMemory(device) as mem:
+                    for _ in range(3):
+                        t0 = time.perf_counter()
+                        bench.run_batched_device_noise(problem)
+                        bench.sync(device)
+                        times.append(time.perf_counter() - t0)
+                dt = float(np.median(times))
+                size = min(chunk, problem.passes)
+                rows.append({"chunk_size": chunk, "cudnn_benchmark": tune, "seconds": dt,
+                             "passes_per_s": problem.passes / dt, "peak_mib": mem.peak / MIB,
+                             "mib_per_sample": mem.peak / MIB / size})
+                log(f"chunk {chunk:4d} cudnn.benchmark={tune!s:5}: {problem.passes / dt:8.1f} passes/s "
+                    f"(median of 3), peak {mem.peak / MIB:8.1f} MiB ({mem.peak / MIB / size:.1f} MiB/sample)")
+    finally:
+        torch.backends.cudnn.benchmark = old
     return {"images": images, "n": n, "rows": rows}
 
 
@@ -317,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not quick:
         run("large", section_benchmark, X, y, model, device, images=25, n=50, chunk=gpu_chunk, repeats=3,
-            methods=["batched", "batched_device_noise", "batched_device_noise_nchw", "captum"])
+            methods=["batched", "batched_device_noise", "batched_device_noise_nchw", "all_in_one", "captum"])
 
     agree = results["sections"].get("agreement", {})
     bound_ok = results["sections"].get("chunk_bound", {}).get("ok")

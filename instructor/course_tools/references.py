@@ -15,13 +15,15 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from helpers.autograde import RECORD_ENV
+from helpers.autograde import RECORD_ENV, FixedNoise, deserialise, reference_key
 
 from .notebooks import copy_tree, execute_notebook
 from .paths import references_dir, source_notebooks
@@ -85,6 +87,10 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             raise ReferenceError(f"expected one reference set, found {[k.name for k in keys]}: "
                                  "did the notebooks use different data or weights?")
         key_dir = keys[0]
+        checked = cross_check_smoothgrad(key_dir, env=env)
+        for name, err in checked.items():
+            log(f"  {name}: the fast SmoothGrad agrees (mean {err['mean']:.1e}, max {err['max']:.1e} "
+                f"of each map's maximum)")
         if keep_outputs is not None:
             for figure in work.rglob("*"):
                 if figure.suffix in (".png", ".pdf"):
@@ -111,6 +117,88 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             shutil.rmtree(dest)
         os.replace(staging, dest)
     return dest
+
+
+#: The hidden SmoothGrad checks of ``source/homework/04_smoothgrad.ipynb`` and
+#: the arguments of their calls (``X[:images]``, ``y[:images]``); a test keeps
+#: this table and the notebook's hidden test cell in step.
+SMOOTHGRAD_CHECKS: dict[str, dict] = {
+    "smoothgrad_no_noise": {"images": 4, "n": 3, "noise_pct": 0.0, "fixed_noise_seed": None},
+    "smoothgrad_fixed_noise": {"images": 4, "n": 2, "noise_pct": 0.2, "fixed_noise_seed": 7},
+}
+#: Agreement asked of the solution's recorded maps and :func:`course_tools.smoothgrad.smoothgrad`,
+#: as fractions of each reference map's maximum (the fast version's stated tolerance).
+CROSS_CHECK_TOL = {"mean": 1e-3, "max": 0.1}
+
+
+def cross_check_smoothgrad(key_dir: Path, env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Recompute the recorded SmoothGrad references with the fast implementation.
+
+    The references are the instructor's solution (the lab's loop) run in the
+    notebook; an independent computation with :func:`course_tools.smoothgrad.smoothgrad`
+    on the same data, weights and noise must agree within
+    :data:`CROSS_CHECK_TOL`, so that a slip in the solution notebook cannot
+    become every student's reference.
+
+    Parameters
+    ----------
+    key_dir : pathlib.Path
+        A recorded reference set (``.../<data hash>_<weights fingerprint>``).
+    env : dict, optional
+        ``SALIENCY_DATA`` / ``SALIENCY_WEIGHTS`` as given to the notebooks
+        (the process environment otherwise).
+
+    Returns
+    -------
+    dict
+        For each check present: the largest per-image mean and max relative error.
+
+    Raises
+    ------
+    ReferenceError
+        If the set was made with other data or weights than ``env`` names, or a
+        recorded map disagrees with the fast one.
+    """
+    from helpers.data import load_imagenet_val
+    from helpers.model import load_squeezenet, weights_fingerprint
+
+    from .smoothgrad import smoothgrad
+
+    folder = Path(key_dir) / "04_smoothgrad"
+    present = [name for name in SMOOTHGRAD_CHECKS if (folder / f"{name}.npy").is_file()]
+    if not present:
+        return {}
+    env = {**os.environ, **(env or {})}
+    data = load_imagenet_val(path=env.get("SALIENCY_DATA") or None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the untrained network's warning was shown by the notebooks
+        model = load_squeezenet(env.get("SALIENCY_WEIGHTS") or None, "cpu")
+    key = reference_key(data.sha256, weights_fingerprint(model))
+    if key != Path(key_dir).name:
+        raise ReferenceError(f"cannot cross-check {Path(key_dir).name}: this process loads data and weights "
+                             f"{key}")
+    out = {}
+    for name in present:
+        spec = SMOOTHGRAD_CHECKS[name]
+        recorded, _ = deserialise(folder, name)
+        k = spec["images"]
+        rng = FixedNoise(spec["fixed_noise_seed"]) if spec["fixed_noise_seed"] is not None else None
+        fast = smoothgrad(data.X[:k], data.y[:k], model, n=spec["n"], noise_pct=spec["noise_pct"], rng=rng)
+        recorded = np.asarray(recorded, dtype=np.float64)
+        if recorded.shape != fast.shape:
+            raise ReferenceError(f"{name}: the solution recorded shape {recorded.shape}, "
+                                 f"the fast SmoothGrad gives {fast.shape}")
+        scale = np.abs(recorded).max(axis=(1, 2), keepdims=True)
+        scale[scale == 0] = 1.0
+        err = np.abs(fast - recorded) / scale
+        worst = {"mean": float(err.mean(axis=(1, 2)).max()), "max": float(err.max())}
+        if worst["mean"] >= CROSS_CHECK_TOL["mean"] or worst["max"] >= CROSS_CHECK_TOL["max"]:
+            raise ReferenceError(f"{name}: the solution's maps and course_tools.smoothgrad disagree (mean "
+                                 f"{worst['mean']:.2e}, max {worst['max']:.2e} of each map's maximum; allowed "
+                                 f"{CROSS_CHECK_TOL['mean']}, {CROSS_CHECK_TOL['max']}): check the solution "
+                                 f"of 04_smoothgrad")
+        out[name] = worst
+    return out
 
 
 def reference_sets(root: Path) -> list[Path]:
