@@ -4,7 +4,6 @@ c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.course_id = "saliency"
 c.CourseDirectory.root = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
-c.CourseDirectory.db_assignments = [dict(name="lab"), dict(name="homework")]
 
 # Generated files (figures, caches) never go into the student version.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.png", "*.pdf"]

@@ -50,7 +50,7 @@ from .data import class_name
 __all__ = [
     "DIVERGING_CMAP", "LAB_RAW_RANGE", "LAB_MAXABS_RANGE",
     "show_images", "show_image_and_map", "show_saliency_grid", "show_smoothgrad_comparison",
-    "plot_score_histograms", "save_figure",
+    "plot_score_histograms", "save_figure", "scale_maps", "show_map_table",
 ]
 
 #: The palette used for ``cmap="diverging"`` (negative blue, zero white, positive red).
@@ -550,6 +550,110 @@ def show_smoothgrad_comparison(X: np.ndarray | torch.Tensor, smoothgrad_maps: np
     _draw_image_row(axes[0], X, panel_titles, "Image")
     _draw_map_row(fig, axes[1], smooth, cmap_obj, diverging, same_scale, "SmoothGrad")
     _draw_map_row(fig, axes[2], vanilla, cmap_obj, diverging, same_scale, "Vanilla gradient")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def scale_maps(maps: np.ndarray | torch.Tensor, percentile: float = 99.0) -> np.ndarray:
+    """Scale each 2-D map by its own ``percentile`` of absolute values, clipped to [-1, 1].
+
+    Maps of different methods have different units (a gradient, a gradient
+    times a pixel, a squared gradient); scaled like this they share one colour
+    scale, on which 1 means "as large as this map's top 1%".
+
+    Parameters
+    ----------
+    maps : numpy.ndarray or torch.Tensor
+        Maps of shape (..., H, W), finite real values.
+    percentile : float, default 99.0
+        Which percentile of ``|map|`` becomes 1, in (0, 100].
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 maps of the same shape, in [-1, 1] (in [0, 1] if no value was negative).
+    """
+    arr = _require_real("maps", maps, ndim=None).astype(np.float64)
+    if arr.ndim < 2:
+        raise ValueError(f"maps must have shape (..., H, W), got shape {arr.shape}")
+    require_number("percentile", percentile, low=0, high=100, low_inclusive=False)
+    flat = np.abs(arr).reshape(*arr.shape[:-2], -1)
+    top = np.percentile(flat, percentile, axis=-1)[..., None, None]
+    top = np.where(top > 0, top, np.abs(arr).max(axis=(-2, -1), keepdims=True))
+    return np.clip(arr / np.where(top > 0, top, 1.0), -1.0, 1.0).astype(np.float32)
+
+
+def show_map_table(maps: np.ndarray | torch.Tensor, *, images: np.ndarray | torch.Tensor | None = None,
+                   row_titles: Sequence[str] | None = None, col_titles: Sequence[str] | None = None,
+                   cmap: str | Colormap = "hot", percentile: float = 99.0, title: str | None = None) -> Figure:
+    """A table of maps (rows x columns), each scaled by :func:`scale_maps`, on one colour scale.
+
+    Typical uses: rows are images and columns are methods, or rows are
+    methods and columns are reductions or steps of an experiment.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray or torch.Tensor
+        Maps of shape (R, C, H, W).
+    images : numpy.ndarray or torch.Tensor, optional
+        One RGB image per row, (R, H, W, 3) uint8 or float in [0, 1], shown in
+        an extra first column.
+    row_titles, col_titles : sequence of str, optional
+        Labels of the R rows (left) and C columns (top).
+    cmap : str or Colormap, default "hot"
+        Colour map; a diverging one (or ``"diverging"``) shows signed maps on
+        [-1, 1] centred at 0, any other shows [0, 1] (negative values clip to 0:
+        reduce signed maps with an absolute value first).
+    percentile : float, default 99.0
+        Passed to :func:`scale_maps`.
+    title : str, optional
+        A title for the whole figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per panel (images first in each row) and the colour bar last.
+    """
+    arr = _require_real("maps", maps, ndim=4)
+    rows, cols = arr.shape[:2]
+    if images is not None:
+        images = _require_images("images", images)
+        if images.shape[0] != rows:
+            raise ValueError(f"images has {images.shape[0]} images but maps has {rows} rows; one image per row")
+    cmap_obj, diverging = _resolve_cmap(cmap)
+    title = _require_text("title", title)
+    for name, labels, count in (("row_titles", row_titles, rows), ("col_titles", col_titles, cols)):
+        if labels is None:
+            continue
+        if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+            raise TypeError(f"{name} must be a list or tuple of str, got {describe(labels)}")
+        if len(labels) != count or not all(isinstance(t, str) for t in labels):
+            raise ValueError(f"{name} must hold {count} strings, got {len(labels)} entries")
+    scaled = scale_maps(arr, percentile)
+    extra = images is not None
+    fig, axes = plt.subplots(rows, cols + extra, squeeze=False, layout="compressed",
+                             figsize=(0.55 * _PANEL_INCHES * (cols + extra) + 0.6,
+                                      0.55 * _PANEL_INCHES * rows + 0.4 + (0.4 if title else 0)))
+    shown = None
+    for r in range(rows):
+        if extra:
+            axes[r, 0].imshow(images[r], interpolation="nearest")
+            _bare(axes[r, 0])
+        for c in range(cols):
+            ax = axes[r, c + extra]
+            shown = ax.imshow(scaled[r, c], cmap=cmap_obj, vmin=-1.0 if diverging else 0.0, vmax=1.0,
+                              interpolation="nearest")
+            _bare(ax)
+            if r == 0 and col_titles is not None:
+                ax.set_title(_short_title(col_titles[c], shorten=False), fontsize=_TITLE_FONTSIZE)
+        if row_titles is not None:
+            label = "\n".join(textwrap.wrap(row_titles[r], 12)) or row_titles[r]  # rows are short: wrap early
+            axes[r, 0].set_ylabel(label, fontsize=_ROW_LABEL_FONTSIZE)
+    if extra and col_titles is not None:
+        axes[0, 0].set_title("Image", fontsize=_TITLE_FONTSIZE)
+    bar = fig.colorbar(shown, ax=list(axes.ravel()), shrink=0.8, pad=0.01, aspect=25)
+    bar.set_label(f"1 = {percentile:g}th percentile of |map|")
     if title:
         fig.suptitle(title)
     return fig

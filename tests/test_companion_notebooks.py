@@ -1,12 +1,13 @@
 """The ungraded companion notebooks in ``notebooks/``.
 
 nbval already runs them top to bottom (``pytest`` collects ``notebooks/``
-with ``--nbval-lax``), with the lab's data and the current weights. These
-tests cover what that run does not: the committed files are clean, the
-notebooks stay apart from the graded material, the set-up check explains a
-missing data file and missing weights without raising and without touching
-the network, and the own-image notebook handles a photo that is not a
-224 x 224 lab image.
+with ``--nbval-lax``), with the lab's data, the current weights and
+``SALIENCY_QUICK=1``. These tests cover what that run does not: the
+committed files are clean, the notebooks stay apart from the graded
+material, the set-up check explains a missing data file and missing weights
+without raising and without touching the network, the own-image notebook
+handles a photo that is not a 224 x 224 lab image, and each notebook of the
+"beyond the lab" series draws its figures within the time budget.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SETUP_CHECK = NOTEBOOKS / "00_setup_check.ipynb"
 OWN_IMAGE = NOTEBOOKS / "try_your_own_image.ipynb"
-COMPANIONS = [SETUP_CHECK, OWN_IMAGE]
+#: Companions students may open during the lab: no SmoothGrad, nothing of the instructor's.
+BEFORE_HOMEWORK = [SETUP_CHECK, OWN_IMAGE]
+#: Companions for after the homework (they compute SmoothGrad with ``course_tools``), and the
+#: number of figures each draws.
+AFTER_HOMEWORK = {NOTEBOOKS / "sanity_checks.ipynb": 2, NOTEBOOKS / "smoothgrad_knobs.ipynb": 3,
+                  NOTEBOOKS / "gradient_family.ipynb": 2}
+COMPANIONS = BEFORE_HOMEWORK + list(AFTER_HOMEWORK)
+#: Seconds one notebook may take under the test suite (SALIENCY_QUICK=1) on a 2-core CPU.
+BUDGET_S = 60
 
 # Inserted as the first cell of a copy of a notebook: any connection attempt fails loudly in the output.
 NO_NETWORK_CELL = """
@@ -75,9 +84,11 @@ def test_committed_notebook_is_valid_and_clean(path):
     assert path.is_file(), f"{path} is missing"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    first = nb.cells[0]
-    assert first.cell_type == "markdown" and first.source.startswith("# "), \
-        "the first cell must be markdown with the notebook's title"
+    colab, title = nb.cells[0], nb.cells[1]
+    assert colab.cell_type == "code" and colab.source.startswith("# Colab set-up"), \
+        "the first cell must be the Colab set-up cell (`course colab` writes it)"
+    assert title.cell_type == "markdown" and title.source.startswith("# "), \
+        "the second cell must be markdown with the notebook's title"
     for index, cell in enumerate(nb.cells):
         assert "execution" not in cell.metadata, f"cell {index} carries execution timing metadata"
         if cell.cell_type == "code":
@@ -88,10 +99,32 @@ def test_committed_notebook_is_valid_and_clean(path):
 @pytest.mark.parametrize("path", COMPANIONS, ids=lambda p: p.name)
 def test_notebook_stays_apart_from_the_graded_material(path):
     nb = nbformat.read(path, as_version=4)
-    code = "\n".join(cell.source for cell in _code_cells(nb))
-    for marker in ("autograde", "HiddenChecks", "course_tools", "BEGIN SOLUTION", "nbgrader"):
+    code = "\n".join(cell.source for cell in _code_cells(nb)[1:])   # after the Colab cell
+    markers = ["autograde", "HiddenChecks", "BEGIN SOLUTION", "nbgrader", "google.colab"]
+    if path in BEFORE_HOMEWORK:
+        markers.append("course_tools")   # no fast SmoothGrad before the homework is in
+    for marker in markers:
         assert marker not in code, f"{path.name} must not use {marker!r}"
-    assert "google.colab" not in code, "Colab is only explained in markdown, so the notebook runs anywhere"
+    if path in AFTER_HOMEWORK:
+        intro = nb.cells[1].source
+        assert "after" in intro and "homework" in intro, "say in the introduction that it is for after the homework"
+
+
+@pytest.mark.parametrize("path", list(AFTER_HOMEWORK), ids=lambda p: p.name)
+def test_beyond_the_lab_notebook_draws_its_figures_in_time(path, tmp_path, data_file):
+    import time
+
+    nb = nbformat.read(path, as_version=4)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(SALIENCY_DATA=str(data_file), SALIENCY_WEIGHTS="untrained", SALIENCY_QUICK="1")
+    start = time.perf_counter()
+    _execute(nb, tmp_path, env)
+    seconds = time.perf_counter() - start
+    assert seconds < BUDGET_S, f"{path.name} took {seconds:.0f} s with SALIENCY_QUICK=1 (budget {BUDGET_S} s)"
+    figures = [out for cell in _code_cells(nb) for out in cell.outputs if "data" in out and "image/png" in out.data]
+    assert len(figures) >= AFTER_HOMEWORK[path], f"{path.name} drew {len(figures)} figures"
+    errors = [out for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"]
+    assert not errors
 
 
 def test_own_image_notebook_runs_headless_by_default():

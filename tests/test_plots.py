@@ -10,8 +10,8 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.plots import (DIVERGING_CMAP, LAB_MAXABS_RANGE, LAB_RAW_RANGE, plot_score_histograms,
-                           save_figure, show_image_and_map, show_images, show_saliency_grid,
-                           show_smoothgrad_comparison)
+                           save_figure, scale_maps, show_image_and_map, show_images, show_map_table,
+                           show_saliency_grid, show_smoothgrad_comparison)
 
 # Any warning raised while a test runs (matplotlib layout, numpy, ...) fails it.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -434,3 +434,47 @@ def test_plots_leave_the_backend_alone(batch, maps):
     show_images(X, y, names)
     show_saliency_grid(X, maps)
     assert matplotlib.get_backend() == before
+
+
+def test_scale_maps_puts_each_map_on_its_own_percentile(rng):
+    maps = np.stack([rng.random((10, 10)), 1000 * rng.random((10, 10)), np.zeros((10, 10))])
+    maps[1, 0, 0] = -5000.0
+    scaled = scale_maps(maps, percentile=90)
+    assert scaled.shape == maps.shape and scaled.dtype == np.float32
+    for i in range(2):
+        top = np.percentile(np.abs(maps[i]), 90)
+        np.testing.assert_allclose(scaled[i], np.clip(maps[i] / top, -1, 1), rtol=1e-6)
+    assert scaled[1, 0, 0] == -1.0  # clipped, sign kept
+    assert (scaled[2] == 0).all()   # an all-zero map stays zero
+
+
+def test_show_map_table_layout(batch, rng):
+    X, y, names = batch
+    maps = rng.normal(size=(3, 4, 224, 224))
+    fig = show_map_table(np.abs(maps), images=X, row_titles=["a", "b", "c"], col_titles=list("wxyz"),
+                         title="four methods")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 * 5 + 1  # images + maps + colour bar
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["Image", "w", "x", "y", "z"]
+    assert fig.axes[5].get_ylabel() == "b"
+    assert fig.axes[1].images[0].get_clim() == (0.0, 1.0)
+    signed = show_map_table(torch.from_numpy(maps), cmap="diverging")
+    assert signed.axes[0].images[0].get_clim() == (-1.0, 1.0)
+    assert len(signed.axes) == 3 * 4 + 1
+
+
+def test_show_map_table_rejects_bad_input(batch, rng):
+    X, _, _ = batch
+    maps = rng.random((3, 2, 224, 224))
+    with pytest.raises(ValueError, match="maps must be 4-D"):
+        show_map_table(maps[0])
+    with pytest.raises(ValueError, match="images has 2 images but maps has 3 rows"):
+        show_map_table(maps, images=X[:2])
+    with pytest.raises(ValueError, match="col_titles must hold 2 strings"):
+        show_map_table(maps, col_titles=["only one"])
+    with pytest.raises(TypeError, match="row_titles must be a list or tuple of str"):
+        show_map_table(maps, row_titles="abc")
+    with pytest.raises(ValueError, match="percentile must be <= 100"):
+        scale_maps(maps, percentile=101)
+    with pytest.raises(ValueError, match="maps must be finite"):
+        show_map_table(np.full((1, 1, 4, 4), np.nan))

@@ -50,7 +50,7 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
         folder = out / nb.parent.name
         folder.mkdir(exist_ok=True)
         result = nbtools.execute_notebook(nb, cwd=folder, env=env, timeout=args.timeout,
-                                          write_to=folder / nb.name)
+                                          write_to=folder / nb.name, figures=True)
         status = "ok" if result.error is None else f"FAILED: {result.error}"
         print(f"  {nb.parent.name}/{nb.name:40s} {result.seconds:6.1f} s  {status}")
         failures += result.error is not None
@@ -73,22 +73,59 @@ def cmd_references(root: Path, args: argparse.Namespace) -> int:
 def cmd_release(root: Path, args: argparse.Namespace) -> int:
     from .release import generate_release
 
-    generate_release(root)
+    try:
+        generate_release(root)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_colab(root: Path, args: argparse.Namespace) -> int:
+    from .colab import ColabConfigError, install_cell, read_config
+
+    try:
+        config = read_config(root)
+    except ColabConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    changed = [nb for nb in source_notebooks(root) if install_cell(nb, config, nbgrader=True)]
+    changed += [nb for nb in companion_notebooks(root) if install_cell(nb, config, nbgrader=False)]
+    print(f"Colab cells install from {config.repository}@{config.ref}; "
+          + (f"updated {len(changed)} notebook(s)" if changed else "all notebooks up to date"))
+    for nb in changed:
+        print(f"  {nb.relative_to(root)}")
+    if config.is_placeholder:
+        print(f"  note: course.toml still has the template's address; set [colab] repository to "
+              "your course's repository before students use Colab")
     return 0
 
 
 def cmd_build(root: Path, args: argparse.Namespace) -> int:
+    if cmd_colab(root, args):
+        return 1
     print("Generating the student versions ...")
-    cmd_release(root, args)
+    if cmd_release(root, args):
+        return 1
     return cmd_references(root, args)
 
 
 def cmd_check(root: Path, args: argparse.Namespace) -> int:
+    from .colab import ColabConfigError, cell_problems, read_config
     from .release import leak_problems, release_differences
 
     problems = []
-    for nb in source_notebooks(root) + companion_notebooks(root) + sorted((root / "release").glob("*/*.ipynb")):
+    released = sorted((root / "release").glob("*/*.ipynb"))
+    for nb in source_notebooks(root) + companion_notebooks(root) + released:
         problems += nbtools.outputs_problems(nb)
+    try:
+        config = read_config(root)
+        for nb in source_notebooks(root) + released:
+            problems += cell_problems(nb, config, nbgrader=True)
+        for nb in companion_notebooks(root):
+            problems += cell_problems(nb, config)
+    except ColabConfigError as err:
+        problems.append(str(err))
     problems += leak_problems(root)
     problems += release_differences(root)
     for problem in problems:
@@ -185,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_references)
     p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
     p.set_defaults(func=cmd_release)
-    p = with_model(sub.add_parser("build", help="release/ and the reference arrays"))
+    sub.add_parser("colab", help="write course.toml's repository address into every notebook's Colab cell"
+                   ).set_defaults(func=cmd_colab)
+    p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
     p.add_argument("--jobs", type=int, default=1)
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed").set_defaults(func=cmd_check)

@@ -28,8 +28,12 @@ class Execution:
     error: str | None
 
 
+#: matplotlib's backend in Jupyter: figures become PNG outputs of their cells.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-                     timeout: int = 300, write_to: Path | None = None) -> Execution:
+                     timeout: int = 300, write_to: Path | None = None, figures: bool = False) -> Execution:
     """Run a notebook top to bottom in a fresh kernel, optionally saving the executed copy.
 
     Parameters
@@ -44,9 +48,13 @@ def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, s
         Per-cell time limit in seconds.
     write_to : pathlib.Path, optional
         Where to save the executed notebook.
+    figures : bool
+        Keep figures as cell outputs (matplotlib's inline backend, as in
+        Jupyter); by default they are drawn with Agg and dropped, which is faster.
     """
     nb = nbformat.read(path, as_version=4)
-    kernel_env = {**os.environ, "MPLBACKEND": "Agg", **python_kernel_env(), **(env or {})}
+    backend = INLINE_BACKEND if figures else "Agg"
+    kernel_env = {**os.environ, "MPLBACKEND": backend, **python_kernel_env(), **(env or {})}
     start = time.perf_counter()
     error = None
     try:

@@ -71,7 +71,7 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             target = work / nb.parent.name / nb.name
             written = keep_outputs / nb.parent.name / nb.name if keep_outputs else None
             return execute_notebook(target, env={**(env or {}), **threads, RECORD_ENV: str(record)},
-                                    write_to=written)
+                                    write_to=written, figures=written is not None)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = list(pool.map(run, notebooks))

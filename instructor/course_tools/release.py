@@ -33,9 +33,25 @@ def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
 def generate_release(root: Path, *, log=print) -> None:
     """Write ``release/<assignment>`` from ``source/<assignment>`` with nbgrader (and update the gradebook)."""
     for assignment in ASSIGNMENTS:
-        result = nbgrader(root, "generate_assignment", assignment, "--force", "--log-level=WARN")
-        if result.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{result.stderr[-3000:]}")
+        target = root / "release" / assignment
+        with tempfile.TemporaryDirectory(prefix="saliency-release-") as tmp:
+            backup = Path(tmp) / assignment
+            if target.is_dir():
+                shutil.copytree(target, backup)
+            result = nbgrader(root, "generate_assignment", assignment, "--force", "--log-level=WARN")
+            if result.returncode != 0:
+                # nbgrader --force empties release/<assignment> before it fails: put the old version back.
+                if backup.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(backup, target)
+                hint = ""
+                if "there are submissions associated with it" in result.stderr:
+                    hint = (f"\nThe gradebook (gradebook.db) already holds submissions of {assignment!r}, and nbgrader "
+                            "will not add or remove cells of a notebook after that (the submitted notebooks would "
+                            "no longer match). Change cells' contents only, or, if those submissions are tests or a "
+                            f"demo class, remove them first: nbgrader db assignment remove {assignment} --force")
+                raise RuntimeError(f"nbgrader generate_assignment {assignment} failed; release/{assignment} is "
+                                   f"unchanged.{hint}\n{result.stderr[-3000:]}")
         log(f"  release/{assignment}: generated")
     problems = leak_problems(root)
     if problems:
