@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SETUP_CHECK = NOTEBOOKS / "00_setup_check.ipynb"
 OWN_IMAGE = NOTEBOOKS / "try_your_own_image.ipynb"
-#: Companions students may open during the lab: no SmoothGrad, nothing of the instructor's.
-BEFORE_HOMEWORK = [SETUP_CHECK, OWN_IMAGE]
-#: Companions for after the homework (they compute SmoothGrad with ``course_tools``), and the
-#: number of figures each draws.
-AFTER_HOMEWORK = {NOTEBOOKS / "sanity_checks.ipynb": 2, NOTEBOOKS / "smoothgrad_knobs.ipynb": 3,
+#: Companions that need only the students' ``helpers`` package.
+HELPERS_ONLY = [SETUP_CHECK, OWN_IMAGE]
+#: "Beyond the lab": for after the homework (they compute SmoothGrad with the instructor's
+#: ``course_tools``), and the number of figures each draws.
+BEYOND_THE_LAB = {NOTEBOOKS / "sanity_checks.ipynb": 2, NOTEBOOKS / "smoothgrad_knobs.ipynb": 3,
                   NOTEBOOKS / "gradient_family.ipynb": 2}
-COMPANIONS = BEFORE_HOMEWORK + list(AFTER_HOMEWORK)
+COMPANIONS = HELPERS_ONLY + list(BEYOND_THE_LAB)
 #: Seconds one notebook may take under the test suite (SALIENCY_QUICK=1) on a 2-core CPU.
 BUDGET_S = 60
 
@@ -101,16 +101,16 @@ def test_notebook_stays_apart_from_the_graded_material(path):
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(cell.source for cell in _code_cells(nb)[1:])   # after the Colab cell
     markers = ["autograde", "HiddenChecks", "BEGIN SOLUTION", "nbgrader", "google.colab"]
-    if path in BEFORE_HOMEWORK:
-        markers.append("course_tools")   # no fast SmoothGrad before the homework is in
+    if path in HELPERS_ONLY:
+        markers.append("course_tools")   # the instructor's package is not needed here
     for marker in markers:
         assert marker not in code, f"{path.name} must not use {marker!r}"
-    if path in AFTER_HOMEWORK:
+    if path in BEYOND_THE_LAB:
         intro = nb.cells[1].source
         assert "after" in intro and "homework" in intro, "say in the introduction that it is for after the homework"
 
 
-@pytest.mark.parametrize("path", list(AFTER_HOMEWORK), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", list(BEYOND_THE_LAB), ids=lambda p: p.name)
 def test_beyond_the_lab_notebook_draws_its_figures_in_time(path, tmp_path, data_file):
     import time
 
@@ -122,7 +122,7 @@ def test_beyond_the_lab_notebook_draws_its_figures_in_time(path, tmp_path, data_
     seconds = time.perf_counter() - start
     assert seconds < BUDGET_S, f"{path.name} took {seconds:.0f} s with SALIENCY_QUICK=1 (budget {BUDGET_S} s)"
     figures = [out for cell in _code_cells(nb) for out in cell.outputs if "data" in out and "image/png" in out.data]
-    assert len(figures) >= AFTER_HOMEWORK[path], f"{path.name} drew {len(figures)} figures"
+    assert len(figures) >= BEYOND_THE_LAB[path], f"{path.name} drew {len(figures)} figures"
     errors = [out for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"]
     assert not errors
 

@@ -56,6 +56,7 @@ def _run(args, cwd, timeout=900):
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     shutil.copy2(ROOT / "nbgrader_config.py", course)
+    shutil.copy2(ROOT / "course.toml", course)
     shutil.copytree(ROOT / "source", course / "source", ignore=shutil.ignore_patterns("*.png", "*.pdf"))
     (course / "release").mkdir()
     build_log = _run(["build"], course)

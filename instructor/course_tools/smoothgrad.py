@@ -40,9 +40,10 @@ peak RSS above the RSS before the call, took 148, 265, 451 and 801 MiB for
 chunks of 4, 8, 16 and 32: 60 to 100 MiB fixed (oneDNN primitives, weight
 copies) plus 22 MiB per sample. The defaults are :data:`DEFAULT_CHUNK_CPU` = 8
 (265 MiB; chunks of 4 and 8 were the fastest on a 2-core CPU, 16 and more are
-slower) and :data:`DEFAULT_CHUNK_GPU` = 128 (estimated 128 x 23 MiB = 2.9 GiB,
-under a 4 GB budget; ``benchmarks/gpu_check.py`` measures it with
-``torch.cuda.max_memory_allocated``).
+slower) and :data:`DEFAULT_CHUNK_GPU` = 128: on an H200 its peak
+``torch.cuda.max_memory_allocated`` was 2.7 GiB (21.5 MiB per sample, under a
+4 GB budget), and larger chunks were at most 8% faster
+(``benchmarks/results/gpu_check_h200.json``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ __all__ = [
 MIB_PER_SAMPLE = 23.0
 #: Default number of noisy copies per forward/backward pass on CPU (~265 MiB in all).
 DEFAULT_CHUNK_CPU = 8
-#: Default number of noisy copies per forward/backward pass on a GPU (~2.9 GiB).
+#: Default number of noisy copies per forward/backward pass on a GPU (2.7 GiB measured on an H200).
 DEFAULT_CHUNK_GPU = 128
 
 _SIZE = 224
@@ -329,7 +330,7 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     chunk_size : int, optional
         Noisy copies per forward/backward pass, >= 1. Default
         :func:`default_chunk_size` of the device (8 on CPU, about 265 MiB;
-        128 on GPU, about 2.9 GiB); see :data:`MIB_PER_SAMPLE`.
+        128 on GPU, 2.7 GiB); see :data:`MIB_PER_SAMPLE`.
     device : str or torch.device, optional
         Where to run; the model's device by default.
     noise_on_device : bool, default False
