@@ -88,3 +88,28 @@ def test_strip_moves_check_cell_text_to_metadata_and_drops_everything_else(tmp_p
     assert len(outputs_problems(path)) == 3  # two cells with outputs, and the check cell lacks its expected text
     nbformat.write(stripped, path)
     assert outputs_problems(path) == []
+
+
+def test_a_refused_release_leaves_the_old_one_in_place(tmp_path, monkeypatch):
+    import subprocess
+
+    from course_tools import release
+
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "release", course / "release")
+    before = sorted(p.relative_to(course) for p in (course / "release").rglob("*"))
+
+    def refusing_nbgrader(root, *args):
+        # What nbgrader generate_assignment --force does when the gradebook has submissions:
+        # it empties the release folder first, then fails.
+        shutil.rmtree(Path(root) / "release" / args[1])
+        (Path(root) / "release" / args[1]).mkdir()
+        return subprocess.CompletedProcess(args, 1, "", "RuntimeError: Cannot add or remove cells for notebook "
+                                           "'01_data_and_model' because there are submissions associated with it")
+
+    monkeypatch.setattr(release, "nbgrader", refusing_nbgrader)
+    with pytest.raises(RuntimeError, match="(?s)release/lab is unchanged.*already holds submissions of .lab."):
+        release.generate_release(course, log=lambda line: None)
+    assert sorted(p.relative_to(course) for p in (course / "release").rglob("*")) == before
+    assert (course / "release" / "lab" / "01_data_and_model.ipynb").read_bytes() == \
+        (ROOT / "release" / "lab" / "01_data_and_model.ipynb").read_bytes()

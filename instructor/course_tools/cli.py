@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
     p.add_argument("--jobs", type=int, default=1)
     p.set_defaults(func=cmd_build)
-    sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed").set_defaults(func=cmd_check)
+    sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed, Colab cells current").set_defaults(func=cmd_check)
     p = with_model(sub.add_parser("grade", help="autograde every submission in submitted/ (in parallel)"))
     p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
