@@ -113,3 +113,21 @@ def test_a_refused_release_leaves_the_old_one_in_place(tmp_path, monkeypatch):
     assert sorted(p.relative_to(course) for p in (course / "release").rglob("*")) == before
     assert (course / "release" / "lab" / "01_data_and_model.ipynb").read_bytes() == \
         (ROOT / "release" / "lab" / "01_data_and_model.ipynb").read_bytes()
+
+
+def test_execute_notebook_keeps_figures_only_when_asked(tmp_path):
+    from course_tools.notebooks import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nprint('drawn')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "plot.ipynb"
+    nbformat.write(nb, path)
+    for figures, expected in ((False, 0), (True, 1)):
+        out = tmp_path / f"out_{figures}.ipynb"
+        result = execute_notebook(path, cwd=tmp_path, write_to=out, figures=figures)
+        assert result.error is None
+        outputs = nbformat.read(out, as_version=4).cells[0].outputs
+        assert any(o.output_type == "stream" and "drawn" in o.text for o in outputs)
+        pngs = [o for o in outputs if "data" in o and "image/png" in o.data]
+        assert len(pngs) == expected, f"figures={figures}: {len(pngs)} PNG outputs"
