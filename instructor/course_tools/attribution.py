@@ -184,7 +184,7 @@ def noise_tunnel(inputs: torch.Tensor, target: torch.Tensor, model: torch.nn.Mod
         Noisy samples per image, >= 1.
     sigma : float, default 0.5
         Noise standard deviation in input units, >= 0 (see :func:`noise_sigma`;
-        the normalised images span about 4.5 units, so 0.5 is about 11%).
+        the normalised images span about 4.8 units, so 0.5 is about 10%).
     noise : torch.Tensor, optional
         The noise to add, shape (N, n, 3, H, W) (``sigma`` is then ignored).
         Lets two implementations be compared on the same noise.
