@@ -67,7 +67,7 @@ def graded(tmp_path_factory):
     answer = SNOOPER.replace("COURSE_ROOT", repr(str(course))) + "if _leaks:\n    raise RuntimeError(f'sandbox leaked: {_leaks}')\n" + \
         solutions(course, "lab")[NB01]["correct_class_scores"]
     write_submission(course, "snooper", Scenario("lab", {NB01: {"correct_class_scores": answer}}, only=(NB01,)))
-    grade_log = _run(["grade", "--jobs", "2", "--cell-timeout", "10"], course)
+    grade_log = _run(["grade", "--jobs", "2", "--cell-timeout", "20"], course)
     report_log = _run(["report"], course)
     results = {}
     for path in (course / "autograded").glob("*/*/grading.json"):
@@ -237,7 +237,7 @@ def test_regrading_keeps_manual_scores(graded):
         grade = gb.find_grade("histogram_question", "03_reductions_and_histograms", "lab", "no_abs")
         grade.manual_score = 1.5
         gb.db.commit()
-    _run(["grade", "--student", "no_abs", "--assignment", "lab", "--cell-timeout", "10"], course)
+    _run(["grade", "--student", "no_abs", "--assignment", "lab", "--cell-timeout", "20"], course)
     with Gradebook(db, course_id="saliency") as gb:
         assert gb.find_grade("histogram_question", "03_reductions_and_histograms", "lab", "no_abs").manual_score == 1.5
         assert gb.find_submission("lab", "no_abs").score == 3.5
