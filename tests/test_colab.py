@@ -138,3 +138,14 @@ def test_course_colab_and_check_on_a_copy(tmp_path, monkeypatch, capsys):
     # release/ still has the old address until it is regenerated: course check says so.
     assert cli.main(["check"]) == 1
     assert "its Colab cell differs from course.toml's address" in capsys.readouterr().out
+
+
+def test_course_colab_without_a_config_says_so(tmp_path, monkeypatch, capsys):
+    from course_tools import cli
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    (tmp_path / "source").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["colab"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "course.toml is missing" in err

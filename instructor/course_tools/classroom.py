@@ -22,10 +22,10 @@ from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerpr
 
 from .grading import (DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MIB, SANDBOX_USER, NotebookResult, discover_submissions,
                       grade_notebook, graded_cells, load_results, save_result)
-from .paths import ASSIGNMENTS, references_dir, source_notebooks
+from .paths import ASSIGNMENTS, CourseError, references_dir, source_notebooks
 
 
-class GradingSetupError(RuntimeError):
+class GradingSetupError(CourseError):
     """Grading cannot start (no references, no gradebook entries, ...)."""
 
 

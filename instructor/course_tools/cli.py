@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 
 from . import notebooks as nbtools
-from .paths import CourseNotFoundError, companion_notebooks, course_root, source_notebooks
-from .references import ReferenceError, make_references
+from .paths import CourseError, CourseNotFoundError, companion_notebooks, course_root, source_notebooks
+from .references import make_references
 
 
 def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
@@ -39,11 +39,7 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = _env_from_args(args)
     print(f"Running the series (source/, with solutions) headless; results in {out}")
-    try:
-        dest = make_references(root, env=env, keep_outputs=out, log=print)
-    except ReferenceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    dest = make_references(root, env=env, keep_outputs=out, log=print)
     print(f"  (reference arrays for these weights written to {dest.relative_to(root)})")
     failures = 0
     for nb in companion_notebooks(root):
@@ -61,11 +57,7 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
 
 def cmd_references(root: Path, args: argparse.Namespace) -> int:
     print("Running the solutions in record mode ...")
-    try:
-        dest = make_references(root, jobs=args.jobs, env=_env_from_args(args))
-    except ReferenceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args))
     print(f"References written to {dest.relative_to(root)}")
     return 0
 
@@ -73,22 +65,14 @@ def cmd_references(root: Path, args: argparse.Namespace) -> int:
 def cmd_release(root: Path, args: argparse.Namespace) -> int:
     from .release import generate_release
 
-    try:
-        generate_release(root)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    generate_release(root)
     return 0
 
 
 def cmd_colab(root: Path, args: argparse.Namespace) -> int:
-    from .colab import ColabConfigError, install_cell, read_config
+    from .colab import install_cell, read_config
 
-    try:
-        config = read_config(root)
-    except ColabConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    config = read_config(root)
     changed = [nb for nb in source_notebooks(root) if install_cell(nb, config, nbgrader=True)]
     changed += [nb for nb in companion_notebooks(root) if install_cell(nb, config, nbgrader=False)]
     print(f"Colab cells install from {config.repository}@{config.ref}; "
@@ -102,11 +86,9 @@ def cmd_colab(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_build(root: Path, args: argparse.Namespace) -> int:
-    if cmd_colab(root, args):
-        return 1
+    cmd_colab(root, args)
     print("Generating the student versions ...")
-    if cmd_release(root, args):
-        return 1
+    cmd_release(root, args)
     return cmd_references(root, args)
 
 
@@ -160,29 +142,21 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_grade(root: Path, args: argparse.Namespace) -> int:
-    from .classroom import GradingSetupError, grade_class
+    from .classroom import grade_class
 
     if args.data:
         os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
-    try:
-        grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
-                    cell_timeout=args.cell_timeout, memory_mib=args.memory_mib, weights=args.weights)
-    except GradingSetupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
+                cell_timeout=args.cell_timeout, memory_mib=args.memory_mib, weights=args.weights)
     return 0
 
 
 def cmd_report(root: Path, args: argparse.Namespace) -> int:
     import csv
 
-    from .classroom import GradingSetupError, write_report
+    from .classroom import write_report
 
-    try:
-        path = write_report(root)
-    except GradingSetupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    path = write_report(root)
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     print(f"{'student':>16s} {'assignment':10s} {'score':>9s}  problems")
@@ -255,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    code = args.func(root, args)
+    try:
+        code = args.func(root, args)
+    except CourseError as err:   # references, release, Colab settings, grading set-up
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
     print(f"({time.perf_counter() - start:.0f} s)")
     return code
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import nbformat
 
+from .paths import CourseError
+
 CONFIG_FILE = "course.toml"
 #: The first line of the cell; how it is recognised.
 MARKER = "# Colab set-up (read-only)"
@@ -35,7 +37,7 @@ GRADE_ID = "colab_setup"
 PLACEHOLDER = "https://github.com/CHANGE-ME/saliency-course"
 
 
-class ColabConfigError(ValueError):
+class ColabConfigError(CourseError, ValueError):
     """``course.toml`` is missing or its ``[colab]`` table is wrong."""
 
 

@@ -7,7 +7,11 @@ from pathlib import Path
 ASSIGNMENTS = ("lab", "homework")
 
 
-class CourseNotFoundError(RuntimeError):
+class CourseError(RuntimeError):
+    """A problem the ``course`` command reports in one line (``error: ...``) and exits with status 1."""
+
+
+class CourseNotFoundError(CourseError):
     """No course root (a folder with ``nbgrader_config.py``) above the current folder."""
 
 

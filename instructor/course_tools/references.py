@@ -26,10 +26,10 @@ import torch
 from helpers.autograde import RECORD_ENV, FixedNoise, deserialise, reference_key
 
 from .notebooks import copy_tree, execute_notebook
-from .paths import references_dir, source_notebooks
+from .paths import CourseError, references_dir, source_notebooks
 
 
-class ReferenceError(RuntimeError):
+class ReferenceError(CourseError):
     """The solutions failed to run, so no references were written."""
 
 

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import ASSIGNMENTS
+from .paths import ASSIGNMENTS, CourseError
+
+
+class ReleaseError(CourseError):
+    """nbgrader could not generate the release, or the release would leak instructor material."""
 
 # Text that only the instructor's version may contain.
 _FORBIDDEN = [
@@ -50,12 +54,12 @@ def generate_release(root: Path, *, log=print) -> None:
                             "will not add or remove cells of a notebook after that (the submitted notebooks would "
                             "no longer match). Change cells' contents only, or, if those submissions are tests or a "
                             f"demo class, remove them first: nbgrader db assignment remove {assignment} --force")
-                raise RuntimeError(f"nbgrader generate_assignment {assignment} failed; release/{assignment} is "
+                raise ReleaseError(f"nbgrader generate_assignment {assignment} failed; release/{assignment} is "
                                    f"unchanged.{hint}\n{result.stderr[-3000:]}")
         log(f"  release/{assignment}: generated")
     problems = leak_problems(root)
     if problems:
-        raise RuntimeError("the release leaks instructor material:\n  " + "\n  ".join(problems))
+        raise ReleaseError("the release leaks instructor material:\n  " + "\n  ".join(problems))
 
 
 def _solution_lines(root: Path) -> set[str]:
