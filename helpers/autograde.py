@@ -36,14 +36,14 @@ import numpy as np
 import torch
 
 from ._validation import describe, require_number
-from .checks import assert_matches_reference
+from .checks import DEFAULT_RTOL, assert_matches_reference, compare_arrays
 
 RECORD_ENV = "SALIENCY_RECORD_REFERENCES"
 OUTBOX_ENV = "SALIENCY_GRADING_OUTBOX"
 REFERENCES_ENV = "SALIENCY_REFERENCES"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
-__all__ = ["HiddenChecks", "FixedNoise", "check_file", "reference_key", "serialise", "deserialise"]
+__all__ = ["HiddenChecks", "check_file", "reference_key", "serialise", "deserialise"]
 
 
 def reference_key(data_sha256: str, weights_fingerprint: str) -> str:
@@ -157,10 +157,14 @@ class HiddenChecks:
             base = (root or Path.cwd()) / "references"
         return base / self.key / self.notebook
 
-    def compare(self, name: str, value: Any, *, cell: str, expect: str = "any", rtol: float = 1e-3,
-                mistakes: str | None = None,
-                context: Callable[[], Mapping[str, Any]] | None = None) -> None:
+    def compare(self, name: str, value: Any, *, cell: str, expect: str = "any", rtol: float = DEFAULT_RTOL,
+                mistakes: Callable[[], Mapping[str, tuple[Any, str]]] | None = None,
+                otherwise: str | None = None) -> None:
         """Check (or record, or hand to the grader) one result of the student's code.
+
+        Everything the grader needs to judge this result is declared here, in the
+        hidden test that computes it: the expected array type, the tolerance, the
+        typical wrong answers with their feedback, and the advice when none of them fits.
 
         Parameters
         ----------
@@ -174,32 +178,34 @@ class HiddenChecks:
             Which array type the exercise asks for.
         rtol : float
             Tolerance relative to each image's largest reference value.
-        mistakes : str, optional
-            Family of typical mistakes to look for when it fails (used by the grader).
-        context : callable returning a dict of arrays, optional
-            Evaluated in *record* mode only: extra arrays the grader uses to
-            name a mistake (for example the gradient of the predicted class).
+        mistakes : callable returning a dict, optional
+            Evaluated in *record* mode only (it runs the instructor's solution):
+            ``{key: (wrong_answer, feedback)}`` for each typical mistake, the wrong
+            answer computed as a student making that mistake would. A student whose
+            result matches one of them (and not the reference) gets its feedback.
+            Recording fails if a mistake cannot be told apart from the right answer.
+        otherwise : str, optional
+            Feedback when the result is wrong and matches no declared mistake.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"name must be a short name of letters, digits, '_', '.', '-', got {name!r}")
-        if not isinstance(cell, str) or not cell:
+        if not isinstance(cell, str) or not _NAME.match(cell):
             raise ValueError(f"cell must be the grade_id of a test cell, got {cell!r}")
         if expect not in ("any", "numpy", "torch"):
             raise ValueError(f"expect must be 'any', 'numpy' or 'torch', got {expect!r}")
         require_number("rtol", rtol, low=0)
+        if mistakes is not None and not callable(mistakes):
+            raise TypeError(f"mistakes must be a function returning {{key: (array, message)}}, got {describe(mistakes)}")
+        if otherwise is not None and (not isinstance(otherwise, str) or not otherwise.strip()):
+            raise TypeError(f"otherwise must be a non-empty str, got {describe(otherwise)}")
         mode = self.mode
         if mode == "grade":
             serialise(value, Path(os.environ[OUTBOX_ENV]) / self.notebook, name)
             return
         folder = self._reference_folder()
         if mode == "record":
-            serialise(value, folder, name)
-            spec = {"cell": cell, "expect": expect, "rtol": rtol, "mistakes": mistakes, "context": []}
-            if context is not None:
-                for ctx_name, ctx_value in dict(context()).items():
-                    serialise(ctx_value, folder, f"{name}.context.{ctx_name}")
-                    spec["context"].append(ctx_name)
-            (folder / f"{name}.spec.json").write_text(json.dumps(spec))
+            self._record(folder, name, value, cell=cell, expect=expect, rtol=rtol,
+                         mistakes=mistakes() if mistakes is not None else {}, otherwise=otherwise)
             return
         if not (folder / f"{name}.json").is_file():
             raise AssertionError(
@@ -209,16 +215,45 @@ class HiddenChecks:
         reference, _ = deserialise(folder, name)
         assert_matches_reference(value, np.asarray(reference), name=name, rtol=rtol, expect=expect)
 
+    @staticmethod
+    def _record(folder: Path, name: str, value: Any, *, cell: str, expect: str, rtol: float,
+                mistakes: Mapping[str, tuple[Any, str]], otherwise: str | None) -> None:
+        """Save the solution's value, its declared mistakes and how to judge them."""
+        if not isinstance(mistakes, Mapping):
+            raise TypeError(f"mistakes() must return a dict {{key: (array, message)}}, got {describe(mistakes)}")
+        reference = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        messages = {}
+        for key, entry in mistakes.items():
+            if not isinstance(key, str) or not _NAME.match(key):
+                raise ValueError(f"mistake keys must be short names of letters, digits, '_', '.', '-', got {key!r}")
+            if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[1], str) or not entry[1]:
+                raise TypeError(f"mistake {key!r} must be a tuple (wrong_answer, feedback message), "
+                                f"got {describe(entry)}")
+            wrong = np.asarray(entry[0].detach().cpu() if isinstance(entry[0], torch.Tensor) else entry[0])
+            if wrong.shape == reference.shape and compare_arrays(wrong, reference, rtol=rtol, expect="any").passed:
+                # On these inputs the mistake gives the right answer (say, every image is classified
+                # correctly): it cannot be told apart, so it is not used.
+                print(f"note: check {name!r}: the declared mistake {key!r} gives the right answer here; not used")
+                continue
+            serialise(wrong, folder, f"{name}.mistake.{key}")
+            messages[key] = entry[1]
+        serialise(value, folder, name)
+        spec = {"cell": cell, "expect": expect, "rtol": rtol, "mistakes": messages, "otherwise": otherwise}
+        (folder / f"{name}.spec.json").write_text(json.dumps(spec))
 
     def require_files(self, names: list[str], *, cell: str) -> None:
-        """Ask the grader to check that the student saved these files (valid PNG or PDF, not tiny).
+        """Ask the grader to check the figure files the notebook saves (PNG or PDF).
 
-        The files are checked outside the student's kernel, in the folder the
-        notebook ran in.
+        In *record* mode the solution's files give the expected layout (pixel size,
+        page shape); the grader then accepts only files the student's notebook wrote
+        in its run, that decode fully, are not blank and have that layout.
         """
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
             raise TypeError(f"names must be a non-empty list of file names, got {describe(names)}")
-        if not isinstance(cell, str) or not cell:
+        for n in names:
+            if not _NAME.match(n) or Path(n).suffix.lower() not in _MAGIC:
+                raise ValueError(f"names must be plain .png or .pdf file names, got {n!r}")
+        if not isinstance(cell, str) or not _NAME.match(cell):
             raise ValueError(f"cell must be the grade_id of a test cell, got {cell!r}")
         mode = self.mode
         if mode == "grade":
@@ -226,7 +261,8 @@ class HiddenChecks:
         if mode == "record":
             folder = self._reference_folder()
             folder.mkdir(parents=True, exist_ok=True)
-            spec = {"cell": cell, "files": list(names)}
+            layouts = {n: figure_layout(Path(n).read_bytes(), Path(n).suffix) for n in names}
+            spec = {"cell": cell, "files": layouts}
             (folder / f"files.{cell}.spec.json").write_text(json.dumps(spec))
             return
         problems = [problem for name in names if (problem := check_file(Path(name)))]
@@ -234,61 +270,94 @@ class HiddenChecks:
             raise AssertionError("; ".join(problems))
 
 
-_MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF"}
+_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
 MIN_FIGURE_BYTES = 5000
+#: Largest image the grader decodes (a PNG of a few hundred bytes can claim gigapixels).
+MAX_FIGURE_PIXELS = 40_000_000
+_MEDIABOX = re.compile(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]")
+
+
+def figure_layout(data: bytes, suffix: str) -> dict:
+    """Decode a saved figure and describe its layout; ``ValueError`` says why it is not a figure.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    suffix : {".png", ".pdf"}
+        Its kind.
+
+    Returns
+    -------
+    dict
+        ``{"kind": "png", "width": w, "height": h}`` or ``{"kind": "pdf", "width": w, "height": h,
+        "pages": n}`` (PDF sizes in points).
+    """
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {describe(data)}")
+    suffix = str(suffix).lower()
+    if suffix not in _MAGIC:
+        raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
+    kind = suffix[1:].upper()
+    if not data.startswith(_MAGIC[suffix]):
+        raise ValueError(f"it is not a {kind} file")
+    if len(data) < MIN_FIGURE_BYTES:
+        raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
+    if suffix == ".pdf":
+        return _pdf_layout(data)
+    return _png_layout(data)
+
+
+def _png_layout(data: bytes) -> dict:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_FIGURE_PIXELS:
+                raise ValueError(f"it claims {width} x {height} pixels, more than a figure has")
+            image.load()
+            pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoding failure means: not a usable PNG
+        raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
+    if pixels.std() < 1.0:
+        raise ValueError("the image is blank (one flat colour)")
+    return {"kind": "png", "width": int(width), "height": int(height)}
+
+
+def _pdf_layout(data: bytes) -> dict:
+    if b"%%EOF" not in data[-2048:]:
+        raise ValueError("it is not a complete PDF file (no end-of-file marker)")
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
+    box = _MEDIABOX.search(data)
+    if pages == 0 or box is None:
+        raise ValueError("the PDF has no page")
+    x0, y0, x1, y1 = (float(v) for v in box.groups())
+    if not (x1 - x0 > 10 and y1 - y0 > 10):
+        raise ValueError("the PDF's page is empty")
+    return {"kind": "pdf", "width": round(x1 - x0, 1), "height": round(y1 - y0, 1), "pages": pages}
+
+
+def same_layout(found: dict, expected: dict, tolerance: float = 0.15) -> bool:
+    """Whether a student's figure has the solution's layout (kind, pages, aspect ratio within ``tolerance``)."""
+    if found.get("kind") != expected.get("kind") or found.get("pages", 1) != expected.get("pages", 1):
+        return False
+    ratio = (found["width"] / found["height"]) / (expected["width"] / expected["height"])
+    return abs(ratio - 1.0) <= tolerance
 
 
 def check_file(path: Path) -> str | None:
     """Return what is wrong with a handed-in figure file, or ``None`` if it looks right."""
     if not path.is_file():
         return f"{path.name} is missing"
-    magic = _MAGIC.get(path.suffix.lower())
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if magic is not None and not head.startswith(magic):
-        return f"{path.name} is not a valid {path.suffix[1:].upper()} file"
-    if path.stat().st_size < MIN_FIGURE_BYTES:
-        return f"{path.name} is suspiciously small ({path.stat().st_size} bytes): is the figure empty?"
+    if path.stat().st_size > 64 * 2**20:
+        return f"{path.name} is far too large for a figure"
+    try:
+        figure_layout(path.read_bytes(), path.suffix)
+    except ValueError as err:
+        return f"{path.name}: {err}"
     return None
-
-
-class FixedNoise:
-    """A stand-in random generator whose every draw is the same fixed pattern.
-
-    ``normal(loc, scale, size)`` returns ``loc + scale * Z`` where ``Z``
-    depends only on the seed and the trailing shape, whatever the order or
-    the number of calls. A SmoothGrad that draws its noise from the
-    generator it is given therefore returns the same maps however it orders
-    its draws, which lets the grader compare noisy results exactly.
-
-    Parameters
-    ----------
-    seed : int
-        Seed of the fixed pattern.
-    """
-
-    def __init__(self, seed: int) -> None:
-        require_number("seed", seed, low=0, integer=True)
-        self.seed = int(seed)
-        self._patterns: dict[tuple, np.ndarray] = {}
-
-    def _pattern(self, shape: tuple) -> np.ndarray:
-        # One pattern per image-like trailing shape, tiled over leading axes.
-        tail = tuple(shape[-3:]) if len(shape) >= 3 else tuple(shape)
-        if tail not in self._patterns:
-            self._patterns[tail] = np.random.default_rng(self.seed).standard_normal(tail)
-        return np.broadcast_to(self._patterns[tail], shape).copy()
-
-    def standard_normal(self, size: Any = None, dtype: Any = np.float64) -> np.ndarray | float:
-        """Fixed standard normal values of the requested shape."""
-        if size is None:
-            return float(self._pattern((1,))[0])
-        shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-        return self._pattern(shape).astype(dtype, copy=False)
-
-    def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> np.ndarray | float:
-        """``loc + scale * Z`` with the fixed pattern ``Z``, like ``Generator.normal``."""
-        if size is None:
-            size = np.broadcast(np.asarray(loc), np.asarray(scale)).shape or None
-        z = self.standard_normal(size)
-        return loc + scale * z

@@ -20,9 +20,10 @@ from helpers.autograde import reference_key
 from helpers.data import locate_data_file, sha256_of
 from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerprint
 
-from .grading import (DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MIB, SANDBOX_USER, NotebookResult, discover_submissions,
+from .grading import (DEFAULT_MEMORY_MIB, GradingSettings, NotebookResult, PartResult, discover_submissions,
                       grade_notebook, graded_cells, load_results, save_result)
 from .paths import ASSIGNMENTS, CourseError, references_dir, source_notebooks
+from .sandbox import KernelJob, SandboxError, SandboxPolicy, prerequisites
 
 
 class GradingSetupError(CourseError):
@@ -40,14 +41,14 @@ def current_model_and_data(weights: str | None = None) -> tuple[str, Path, str]:
     return choice, data_file, key
 
 
-def _shared_inputs(tmp: Path, choice: str, data_file: Path) -> dict[str, str]:
-    """Copies of the data and weight files that the unprivileged kernel may read."""
+def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str) -> dict[str, str]:
+    """Copies of the data and weight files that the unprivileged kernel may read (at ``inside`` in its view)."""
     tmp.mkdir(parents=True, exist_ok=True)
     os.chmod(tmp, 0o755)
     data_copy = tmp / "imagenet_val_25.npz"
     shutil.copy2(data_file, data_copy)
     os.chmod(data_copy, 0o444)
-    env = {"SALIENCY_DATA": str(data_copy), "SALIENCY_WEIGHTS": choice}
+    env = {"SALIENCY_DATA": f"{inside}/{data_copy.name}", "SALIENCY_WEIGHTS": choice}
     if choice not in ("untrained",):
         import torch
 
@@ -56,7 +57,7 @@ def _shared_inputs(tmp: Path, choice: str, data_file: Path) -> dict[str, str]:
         weights_copy = tmp / PRETRAINED_FILENAME
         shutil.copy2(source, weights_copy)
         os.chmod(weights_copy, 0o444)
-        env["SALIENCY_WEIGHTS"] = str(weights_copy)
+        env["SALIENCY_WEIGHTS"] = f"{inside}/{weights_copy.name}"
     return env
 
 
@@ -76,6 +77,25 @@ def _ensure_gradebook(root: Path) -> None:
         generate_release(root, log=lambda line: None)
 
 
+def read_timestamp(path: Path):
+    """The submission time in ``timestamp.txt`` (nbgrader's format), or ``None`` if absent or unreadable."""
+    from nbgrader.utils import parse_utc
+
+    from .results import ResultError, open_folder, read_regular
+
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        fd = open_folder(path.parent)
+        try:
+            text = read_regular(fd, path.name, 256).decode("utf-8").strip()
+        finally:
+            os.close(fd)
+        return parse_utc(text)
+    except (ResultError, OSError, UnicodeDecodeError, ValueError, OverflowError, TypeError):
+        return None
+
+
 def record_in_gradebook(root: Path, results: list[NotebookResult]) -> None:
     """Write the automatic scores of one submission into nbgrader's gradebook (manual scores are kept)."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -89,10 +109,8 @@ def record_in_gradebook(root: Path, results: list[NotebookResult]) -> None:
         try:
             gb.find_submission(assignment, student)
         except MissingEntry:
-            kwargs = {}
-            if timestamp_file.is_file():
-                kwargs["timestamp"] = timestamp_file.read_text().strip()
-            gb.add_submission(assignment, student, **kwargs)
+            timestamp = read_timestamp(timestamp_file)
+            gb.add_submission(assignment, student, **({"timestamp": timestamp} if timestamp else {}))
         for result in results:
             notebook = Path(result.notebook).stem
             for part in result.parts:
@@ -164,14 +182,46 @@ tr.problem td{{background:#fff8e0}}</style></head><body>
 
 
 def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | None = None,
-                assignments: list[str] | None = None, cell_timeout: int = DEFAULT_CELL_TIMEOUT,
-                memory_mib: int = DEFAULT_MEMORY_MIB, weights: str | None = None,
-                sandbox_user: str | None = SANDBOX_USER, log=print) -> list[list[NotebookResult]]:
-    """Grade every submission found in ``submitted/``; returns the results per submission."""
+                assignments: list[str] | None = None, settings: GradingSettings | None = None,
+                memory_mib: int = DEFAULT_MEMORY_MIB, weights: str | None = None, unsandboxed: bool = False,
+                log=print) -> list[list[NotebookResult]]:
+    """Grade every submission found in ``submitted/``; returns the results per submission.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The course root.
+    jobs : int, optional
+        Notebooks graded at once (default: one more than the cores).
+    students, assignments : list of str, optional
+        Grade only these.
+    settings : GradingSettings, optional
+        Time limits.
+    memory_mib : int
+        Memory of each notebook's whole process tree.
+    weights : str, optional
+        ``pretrained``, ``untrained`` or a weights file (default: ``$SALIENCY_WEIGHTS``).
+    unsandboxed : bool
+        Grade even where :func:`course_tools.sandbox.prerequisites` reports something missing: student
+        code then runs as the grader, unconfined. Only for code you trust.
+    log : callable
+        Where progress lines go.
+    """
     # One more worker than cores: a kernel spends part of its life starting up and waiting on messages,
     # and the extra worker fills those gaps (measured: 13.4 s instead of 15.7 s per submission on 2 cores).
-    jobs = jobs or (os.cpu_count() or 1) + 1
-    pairs = discover_submissions(root, students, assignments)
+    cores = os.cpu_count() or 1
+    jobs = jobs or cores + 1
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    settings = settings or GradingSettings()
+    missing = prerequisites()
+    if missing and not unsandboxed:
+        raise GradingSetupError("student code cannot be sandboxed here: " + "; ".join(missing)
+                                + ". Install what is missing (README, 'Grading'), or pass --unsandboxed to run "
+                                "student code unconfined as yourself.")
+    pairs, skipped = discover_submissions(root, list(ASSIGNMENTS), students, assignments)
+    for line in skipped:
+        log(f"  skipped {line}")
     if not pairs:
         raise GradingSetupError(f"no submissions found under {root / 'submitted'} (nbgrader layout: "
                                 "submitted/<student>/<assignment>/<notebook>.ipynb)")
@@ -183,46 +233,73 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     for private in (references_dir(root), root / "submitted", root / "autograded"):
         if private.is_dir():
             os.chmod(private, 0o700)
-    from .sandbox_kernel import isolation_level
-
-    level = isolation_level(sandbox_user)
+    threads = max(1, cores // jobs)
+    policy = SandboxPolicy(memory_mib=memory_mib, cpus=float(max(1, threads)), threads=threads,
+                           isolated=not missing)
     log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); references {key}")
-    log({"user": f"  student kernels run as '{sandbox_user}' in a private mount namespace",
-         "namespace": "  student kernels run in a private, read-only mount namespace without capabilities",
-         "none": "  WARNING: not root, so student kernels run as you and could read references/ and source/; "
-                 "grade as root (or in a container) for isolation"}[level])
+    log("  each notebook runs in its own sandbox (bubblewrap: no network, own processes and files; "
+        f"cgroup: {memory_mib} MiB, {policy.pids} tasks, {policy.cpus:g} CPU)" if policy.isolated else
+        "  WARNING: --unsandboxed: student code runs as you, unconfined, and can read and change your files")
     start = time.perf_counter()
     by_submission: dict[tuple[str, str], list[NotebookResult]] = defaultdict(list)
-    with tempfile.TemporaryDirectory(prefix="saliency-inputs-") as tmp:
-        env = _shared_inputs(Path(tmp) / "inputs", choice, data_file)
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    with tempfile.TemporaryDirectory(prefix="saliency-grading-") as tmp:
+        os.chmod(tmp, 0o711)
+        inputs = Path(tmp) / "inputs"
+        from .sandbox import INPUTS
+
+        env = _shared_inputs(inputs, choice, data_file, INPUTS if policy.isolated else str(inputs))
         items = [(student, assignment, nb.name) for student, assignment in pairs
                  for nb in source_notebooks(root, assignment)]
+
+        def grade_one(student: str, assignment: str, name: str) -> NotebookResult:
+            return _grade_contained(root, key, student, assignment, name, Path(tmp), policy, inputs, env, settings)
+
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(grade_notebook, root, key, student, assignment, name, env=env,
-                                   cell_timeout=cell_timeout, memory_mib=memory_mib,
-                                   sandbox_user=sandbox_user): (student, assignment, name)
-                       for student, assignment, name in items}
-            for future in as_completed(futures):
-                student, assignment, name = futures[future]
+            futures = {pool.submit(grade_one, *item): item for item in items}
+            for done, future in enumerate(as_completed(futures), 1):
                 result = future.result()
-                by_submission[(student, assignment)].append(result)
-                maximum = sum(p.max_points for p in result.parts if not p.manual)
+                by_submission[(result.student, result.assignment)].append(result)
                 flag = f"  [{'; '.join(result.problems)}]" if result.problems else ""
-                log(f"  {student:>14s} {assignment}/{name:38s} {result.score:4g}/{maximum:g}  "
+                log(f"  [{done:>{len(str(len(items)))}}/{len(items)}] {result.student:<20.20s} "
+                    f"{result.assignment}/{result.notebook:<34.34s} {result.score:>4g}/{result.max_score:<3g} "
                     f"{result.seconds:5.1f} s{flag}")
     submissions = []
     for (student, assignment), results in sorted(by_submission.items()):
         order = [nb.name for nb in source_notebooks(root, assignment)]
         results.sort(key=lambda r: order.index(r.notebook))
-        save_result(root, results)
-        record_in_gradebook(root, results)
-        write_feedback(root, results)
+        try:
+            save_result(root, results)
+            record_in_gradebook(root, results)
+            write_feedback(root, results)
+        except Exception as err:  # noqa: BLE001 - one submission's records must not stop the class
+            log(f"  ERROR recording {student}/{assignment}: {type(err).__name__}: {err}")
         submissions.append(results)
     elapsed = time.perf_counter() - start
     log(f"Graded {len(submissions)} submission(s) in {elapsed:.1f} s "
         f"({elapsed / max(1, len(submissions)):.1f} s per submission). Next: `course report`.")
     return submissions
+
+
+def _grade_contained(root: Path, key: str, student: str, assignment: str, name: str, base: Path,
+                     policy: SandboxPolicy, inputs: Path, env: dict[str, str],
+                     settings: GradingSettings) -> NotebookResult:
+    """Grade one notebook in its own sandbox job; whatever goes wrong becomes that notebook's problem."""
+    job = KernelJob(name=f"job-{Path(name).stem[:16]}", policy=policy, inputs=inputs, env=env)
+    try:
+        job.open(base)
+        return grade_notebook(root, key, student, assignment, name, job=job, settings=settings)
+    except Exception as err:  # noqa: BLE001 - one notebook must never stop the class run
+        result = NotebookResult(student, assignment, name)
+        problem = (f"the sandbox could not be set up ({err})" if isinstance(err, SandboxError)
+                   else f"grading failed with an internal error ({type(err).__name__}); its parts score 0")
+        result.problems.append(problem)
+        source = nbformat.read(root / "source" / assignment / name, as_version=4)
+        result.parts = [PartResult(gid, 0.0, points, manual=manual,
+                                   messages=["graded by hand"] if manual else [problem])
+                        for gid, points, manual in graded_cells(source)]
+        return result
+    finally:
+        job.close()
 
 
 def write_report(root: Path, out: Path | None = None) -> Path:

@@ -143,11 +143,13 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
 
 def cmd_grade(root: Path, args: argparse.Namespace) -> int:
     from .classroom import grade_class
+    from .grading import GradingSettings
 
     if args.data:
         os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
+    settings = GradingSettings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
     grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
-                cell_timeout=args.cell_timeout, memory_mib=args.memory_mib, weights=args.weights)
+                settings=settings, memory_mib=args.memory_mib, weights=args.weights, unsandboxed=args.unsandboxed)
     return 0
 
 
@@ -206,8 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
-    p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
-    p.add_argument("--memory-mib", type=int, default=4096, help="memory limit of a student's kernel (default 4096)")
+    p.add_argument("--cell-timeout", type=int, default=60,
+                   help="seconds per cell: at least this, or 10x the solution's time for that cell (default 60)")
+    p.add_argument("--notebook-timeout", type=int, default=600,
+                   help="seconds for a whole notebook, kernel start included (default 600)")
+    p.add_argument("--memory-mib", type=int, default=4096,
+                   help="memory of a student's kernel and every process it starts (default 4096)")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="grade even without the sandbox's prerequisites (root, bubblewrap, cgroups): student code "
+                        "then runs as you, unconfined; only for code you trust")
     p.set_defaults(func=cmd_grade)
     sub.add_parser("report", help="grades.csv per student and part, plus a summary").set_defaults(func=cmd_report)
     p = sub.add_parser("demo-class", help="write example submissions (solutions, typical mistakes, broken ones)")

@@ -1,40 +1,35 @@
-"""Autograding a class: sandboxed execution, verdicts outside the student's kernel, nbgrader's gradebook.
+"""Autograding one notebook: rebuild it, run it in a sandbox, judge its results outside.
 
 How one submitted notebook is graded
 ------------------------------------
-1. **Rebuild** it from the instructor's version: every read-only and test cell
-   (hidden tests included) is taken from ``source/``, matched by nbgrader
-   ``grade_id``; the student's answer cells and extra cells are kept in their
-   order. A test cell the student deleted stays deleted (its points are lost
-   and the report says so); a deleted read-only setup cell is put back.
-2. **Execute** it in a fresh kernel started by :mod:`course_tools.sandbox_kernel`
-   (memory cap; as root, an unprivileged user) in a private folder, with a
-   time limit per cell. A cell that runs over is interrupted; a kernel that
-   ignores the interrupt (a loop catching ``KeyboardInterrupt``) or that grows
-   past the memory limit is killed. The hidden tests run in *grade* mode:
-   they only serialise the student's results to an outbox.
-3. **Judge** in this process, which the student's code never touched: each
-   outbox value is compared with the reference arrays by
-   :func:`helpers.checks.compare_arrays`; figure files are checked on disk. A
-   test cell scores its points when every check that belongs to it passes.
-4. **Record** the scores in nbgrader's gradebook (``gradebook.db``), so that
-   ``nbgrader formgrader`` (manual grading of the written answers) and
-   ``nbgrader export`` keep working; write per-student feedback that shows
-   the diagnostic messages and never the hidden tests, their tracebacks, seeds
-   or reference values.
+1. **Read** only the notebook itself: a regular file (not a link) under :data:`MAX_NOTEBOOK_BYTES`,
+   parsed as JSON, never executed to be read. Files beside it in the submission are ignored.
+2. **Rebuild** it from the instructor's version: every read-only and test cell (hidden tests included) is
+   taken from ``source/``, matched by nbgrader ``grade_id``; the student's answer cells and extra cells are
+   kept in their order, stripped of grading metadata. A deleted test cell stays deleted (its points are
+   lost); a deleted read-only setup cell is put back. Malformed metadata makes a cell the student's own.
+3. **Execute** it in a fresh kernel inside a throw-away sandbox (:mod:`course_tools.sandbox`: own PID,
+   network and IPC namespaces, private file system, unprivileged user, one control group for memory,
+   processes and CPU), with a time limit per cell and one for the whole notebook. The hidden tests run in
+   *grade* mode: they only hand the student's results to an outbox. Outputs kept from the run are capped.
+4. **Judge** in this process once every process of the sandbox is dead: each result is read strictly
+   (:mod:`course_tools.results`) and compared with the references by :func:`helpers.checks.compare_arrays`,
+   together with the typical mistakes each hidden test declared beside its exercise; figures count only
+   if the notebook wrote them in this run and they decode with the solution's layout. Feedback uses the
+   grader's own words only: exception *types*, never text that student code put into an exception.
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import os
-import shutil
+import re
 import signal
-import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +37,25 @@ import nbformat
 import numpy as np
 import psutil
 
-from helpers.autograde import OUTBOX_ENV, check_file, deserialise
+from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
-from .paths import ASSIGNMENTS, references_dir
+from .results import ResultError, read_figure, read_regular, read_value
+from .sandbox import KernelJob
 
-SANDBOX_USER = "nobody"
 DEFAULT_CELL_TIMEOUT = 60
+DEFAULT_NOTEBOOK_TIMEOUT = 600
 DEFAULT_MEMORY_MIB = 4096
+#: Largest submitted notebook read (a notebook without outputs is tens of KiB).
+MAX_NOTEBOOK_BYTES = 16 * 2**20
+#: Outputs kept from the run: per cell and for the whole notebook (the rest is dropped, and said so).
+MAX_CELL_OUTPUT_BYTES = 1 * 2**20
+MAX_NOTEBOOK_OUTPUT_BYTES = 8 * 2**20
+#: Largest message accepted from a kernel; a larger one is dropped by ZeroMQ, unread.
+MAX_MESSAGE_BYTES = 16 * 2**20
+_GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
+                   if isinstance(value, type) and issubclass(value, BaseException)}
 
 
 # ----------------------------------------------------------------------------- results
@@ -80,18 +86,36 @@ class NotebookResult:
     def score(self) -> float:
         return sum(p.points for p in self.parts if not p.manual)
 
+    @property
+    def max_score(self) -> float:
+        return sum(p.max_points for p in self.parts if not p.manual)
 
-# ----------------------------------------------------------------------------- rebuild
 
-def _nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+# ----------------------------------------------------------------------------- reading and rebuilding
+
+def _nbgrader_meta(cell: Any) -> dict:
+    """A cell's nbgrader metadata, or ``{}`` when it is missing or malformed (then the cell is the student's)."""
+    try:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+    except AttributeError:
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    gid = meta.get("grade_id")
+    if gid is not None and not (isinstance(gid, str) and _GRADE_ID.match(gid)):
+        return {}
+    return meta
+
+
+def _grade_id(cell: Any) -> str | None:
+    return _nbgrader_meta(cell).get("grade_id")
 
 
 def instructor_cells(source_nb) -> tuple[dict[str, Any], list[str]]:
     """The instructor's cells by grade_id, and the grade_ids in order."""
     cells, order = {}, []
     for cell in source_nb.cells:
-        gid = _nbgrader_meta(cell).get("grade_id")
+        gid = _grade_id(cell)
         if gid:
             cells[gid] = cell
             order.append(gid)
@@ -109,6 +133,54 @@ def graded_cells(source_nb) -> list[tuple[str, float, bool]]:
     return out
 
 
+def read_submission(path: Path) -> tuple[Any, str | None]:
+    """The submitted notebook at ``path``, or ``(None, problem)`` in the grader's words.
+
+    Only a regular file (never a link) of at most :data:`MAX_NOTEBOOK_BYTES` is read; its cells are
+    checked for the fields a notebook cell has, and a cell that is not one is dropped.
+    """
+    name = path.name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None, f"{name} is missing from the submission"
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None, f"{name} is not a regular file (a link or a folder): it was not graded"
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        return None, f"{name} is too large ({info.st_size // 2**20} MiB; at most {MAX_NOTEBOOK_BYTES // 2**20})"
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            data = read_regular(fd, name, MAX_NOTEBOOK_BYTES)
+        finally:
+            os.close(fd)
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        cells = nb.get("cells") if isinstance(nb, dict) else None
+        if not isinstance(cells, list):
+            raise ValueError("no list of cells")
+    except (ResultError, OSError):
+        return None, f"{name} could not be read as a regular file"
+    except Exception as err:  # noqa: BLE001 - any malformed file is the student's problem
+        return None, f"{name} is not a valid notebook ({type(err).__name__}): nothing could run"
+    nb.cells = [_clean_cell(c) for c in cells if _is_cell(c)]
+    return nb, None
+
+
+def _is_cell(cell: Any) -> bool:
+    return isinstance(cell, dict) and cell.get("cell_type") in ("code", "markdown", "raw") and \
+        isinstance(cell.get("source", ""), str) and isinstance(cell.get("metadata", {}), dict)
+
+
+def _clean_cell(cell: dict) -> Any:
+    make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+            "raw": nbformat.v4.new_raw_cell}[cell["cell_type"]]
+    clean = make(source=cell.get("source", ""))
+    meta = _nbgrader_meta(cell)
+    if meta:
+        clean.metadata["nbgrader"] = copy.deepcopy(meta)
+    return clean
+
+
 def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
     """Put the instructor's locked and test cells back into a student's notebook.
 
@@ -119,9 +191,9 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
     seen: set[str] = set()
     rebuilt = []
     for cell in student_nb.cells:
-        gid = _nbgrader_meta(cell).get("grade_id")
+        gid = _grade_id(cell)
         original = source_cells.get(gid) if gid else None
-        if original is None or gid in seen:
+        if original is None or gid in seen or original.cell_type != cell.get("cell_type"):
             # The student's own cell (or a duplicate): keep it, stripped of grading metadata.
             cell = copy.deepcopy(cell)
             cell.get("metadata", {}).pop("nbgrader", None)
@@ -135,7 +207,6 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
             answer = copy.deepcopy(original)
             answer.source = cell.get("source", "")
             rebuilt.append(answer)
-    # Put back read-only cells that are not tests (the setup cell); deleted tests stay deleted.
     for index, gid in enumerate(order):
         if gid in seen:
             continue
@@ -143,8 +214,7 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
         if meta.get("grade") and not meta.get("solution"):
             problems.append(f"test cell {gid!r} was deleted: its points are lost")
         elif meta.get("locked") and not meta.get("grade"):
-            position = _position_after(rebuilt, order[:index])
-            rebuilt.insert(position, copy.deepcopy(source_cells[gid]))
+            rebuilt.insert(_position_after(rebuilt, order[:index]), copy.deepcopy(source_cells[gid]))
         elif meta.get("solution"):
             problems.append(f"answer cell {gid!r} was deleted")
     nb = copy.deepcopy(source_nb)
@@ -158,7 +228,7 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
 def _position_after(cells, earlier_ids: list[str]) -> int:
     position = 0
     for i, cell in enumerate(cells):
-        if _nbgrader_meta(cell).get("grade_id") in earlier_ids:
+        if _grade_id(cell) in earlier_ids:
             position = i + 1
     return position
 
@@ -172,235 +242,259 @@ class Execution:
     cell_errors: dict[int, str] = field(default_factory=dict)
     timed_out: list[int] = field(default_factory=list)
     crashed: str | None = None
+    notebook_timed_out: bool = False
+    outputs_truncated: bool = False
     seconds: float = 0.0
 
 
-def _kernel_spec_dir(base: Path) -> Path:
-    import sys
-
-    spec_dir = base / "kernels" / "saliency-sandbox"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "course_tools.sandbox_kernel", "-f", "{connection_file}"],
-            "display_name": "saliency sandbox", "language": "python"}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    return base / "kernels"
+def error_summary(output: dict) -> str:
+    """An error output in the grader's words: the exception's type if it is a built-in one, nothing else."""
+    ename = output.get("ename")
+    if isinstance(ename, str) and ename in _BUILTIN_ERRORS:
+        return ename
+    return "an exception"
 
 
-def _error_text(outputs) -> str | None:
-    for out in outputs:
-        if out.get("output_type") == "error":
-            value = str(out.get("evalue", "")).strip().splitlines()
-            return f"{out.get('ename', 'Error')}: {value[0][:300] if value else ''}".rstrip(": ")
+def _kernel_manager(job: KernelJob):
+    """A kernel manager for ``job``: ipc transport in the job's socket folder, the sandbox as kernel."""
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+
+    argv = job.kernel_argv()
+
+    class _Specs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(argv=argv, display_name="saliency sandbox", language="python",
+                              resource_dir=str(job.sockets))
+
+    class _Manager(AsyncKernelManager):
+        def client(self, **kwargs):
+            context = zmq.asyncio.Context()
+            context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            self._saliency_context = context
+            return super().client(context=context, **kwargs)
+
+    km = _Manager(kernel_name="saliency-sandbox", kernel_spec_manager=_Specs(), transport="ipc",
+                  ip=str(job.sockets / "kernel"))
+    km.connection_file = str(job.sockets / "connection.json")
+    return km
+
+
+def _capped_client(nb, km, state: dict):
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            cell_total = state["cell_bytes"].get(cell_index, 0) + size
+            if cell_total > MAX_CELL_OUTPUT_BYTES or state["total_bytes"] + size > MAX_NOTEBOOK_OUTPUT_BYTES:
+                state["truncated"] = True
+                return None
+            state["cell_bytes"][cell_index] = cell_total
+            state["total_bytes"] += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    return _Client(nb, km=km, timeout=None, allow_errors=True, kernel_name="saliency-sandbox",
+                   resources={"metadata": {"path": str(job_path(km))}}, record_timing=False,
+                   iopub_timeout=4, raise_on_iopub_timeout=False)
+
+
+def job_path(km) -> Path:
+    return Path(km.connection_file).parent
+
+
+def _kernel_process(km) -> psutil.Process | None:
+    """The student's kernel process (inside the sandbox), seen from here."""
+    try:
+        launcher = psutil.Process(km.provisioner.pid)
+    except (psutil.Error, AttributeError, TypeError):
+        return None
+    for proc in [launcher, *launcher.children(recursive=True)]:
+        try:
+            if "ipykernel_launcher" in proc.cmdline():
+                return proc
+        except psutil.Error:
+            continue
     return None
 
 
-def private_paths(root: Path) -> list[str]:
-    """What a student's kernel must not see: solutions, references, other students' work, the gradebook."""
-    names = ["source", "references", "submitted", "autograded", "feedback", "reports", ".git", "gradebook.db",
-             "outputs"]
-    return [str(root / name) for name in names if (root / name).exists()]
+def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_limit: float,
+                      interrupt_grace: float = 5.0) -> Execution:
+    """Run ``nb`` cell by cell in ``job``'s sandbox; never raises for what the student's code does.
 
-
-def hidden_paths(root: Path) -> list[str]:
-    """Private paths of the course being graded and of the course the installed ``helpers`` comes from."""
-    import helpers
-
-    paths = private_paths(root)
-    home = Path(helpers.__file__).resolve().parents[1]
-    if home != root.resolve() and (home / "nbgrader_config.py").is_file():
-        paths += [p for p in private_paths(home) if p not in paths]
-    return paths
-
-
-def execute_sandboxed(nb, workdir: Path, *, env: dict[str, str], cell_timeout: int = DEFAULT_CELL_TIMEOUT,
-                      memory_mib: int = DEFAULT_MEMORY_MIB, sandbox_user: str | None = SANDBOX_USER,
-                      hide: list[str] | None = None, interrupt_grace: float = 5.0) -> Execution:
-    """Run ``nb`` cell by cell in a limited kernel; never raises for what the student's code does."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager as KernelManager
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    Parameters
+    ----------
+    nb : NotebookNode
+        The rebuilt notebook (outputs are written into it).
+    job : KernelJob
+        An opened sandbox job.
+    cell_limits : list of float
+        Seconds allowed for each cell (by index).
+    notebook_limit : float
+        Seconds allowed for the whole notebook, kernel start-up included.
+    """
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     result = Execution()
-    specs = _kernel_spec_dir(workdir.parent / f".{workdir.name}-spec")
-    km = KernelManager(kernel_name="saliency-sandbox",
-                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
-    kernel_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SALIENCY_", "JPY_", "JUPYTER_TOKEN"))},
-        "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", **env,
-        "SALIENCY_SANDBOX_DIR": str(workdir), "SALIENCY_SANDBOX_MEMORY_MIB": str(memory_mib),
-    }
-    if sandbox_user:
-        kernel_env["SALIENCY_SANDBOX_USER"] = sandbox_user
-    if hide:
-        kernel_env["SALIENCY_SANDBOX_HIDE"] = os.pathsep.join(hide)
-    client = NotebookClient(nb, km=km, timeout=None, allow_errors=True, kernel_name="saliency-sandbox",
-                            resources={"metadata": {"path": str(workdir)}}, record_timing=False)
-    state = {"deadline": None, "interrupted": False, "killed": None, "stop": False}
+    state = {"deadline": None, "interrupted": False, "killed": None, "stop": False,
+             "cell_bytes": {}, "total_bytes": 0, "truncated": False}
+    km = _kernel_manager(job)
+    client = _capped_client(nb, km, state)
+    start = time.monotonic()
+    notebook_deadline = start + notebook_limit
+
+    def stop_kernel(reason: str) -> None:
+        state["killed"] = reason
+        if job.cgroup is not None:
+            job.cgroup.kill(wait=2)
+        proc = _kernel_process(km)
+        if proc is not None:
+            proc.kill()
 
     def watchdog() -> None:
         while not state["stop"]:
-            time.sleep(0.2)
-            try:
-                pid = km.provisioner.pid if km.provisioner else None
-                proc = psutil.Process(pid) if pid else None
-                rss = proc.memory_info().rss if proc else 0
-            except (psutil.Error, AttributeError):
-                proc, rss = None, 0
-            if proc and rss > memory_mib * 1024 * 1024:
-                state["killed"] = f"the kernel used more than {memory_mib} MiB of memory and was stopped"
-                _kill(proc)
+            time.sleep(0.1)
+            if time.monotonic() > notebook_deadline and not state["killed"]:
+                result.notebook_timed_out = True
+                stop_kernel(f"the notebook ran past its {notebook_limit:.0f} s limit and was stopped")
                 continue
             deadline = state["deadline"]
-            if deadline is None or time.monotonic() < deadline:
+            if deadline is None or time.monotonic() < deadline or state["killed"]:
                 continue
             if not state["interrupted"]:
                 state["interrupted"] = True
-                # A plain signal: the client's own interrupt would need the event loop this thread lacks.
+                proc = _kernel_process(km)
                 try:
                     if proc is not None:
                         proc.send_signal(signal.SIGINT)
                 except psutil.Error:
                     pass
                 state["deadline"] = time.monotonic() + interrupt_grace
-            elif proc is not None:
-                state["killed"] = "a cell ignored the interrupt after its time limit; the kernel was stopped"
-                _kill(proc)
+            else:
+                stop_kernel("a cell ignored the interrupt at its time limit; the kernel was stopped")
 
-    start = time.perf_counter()
     guard = threading.Thread(target=watchdog, daemon=True)
     try:
-        with client.setup_kernel(env=kernel_env):
+        with client.setup_kernel():
             guard.start()
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
-                state.update(deadline=time.monotonic() + cell_timeout, interrupted=False)
+                if state["killed"]:
+                    break
+                state.update(deadline=time.monotonic() + cell_limits[index], interrupted=False)
                 try:
                     client.execute_cell(cell, index)
                 except (DeadKernelError, CellTimeoutError) as err:
-                    result.crashed = state["killed"] or f"the kernel died ({type(err).__name__})"
+                    result.crashed = state["killed"] or _death_reason(job, err)
                     result.cell_errors[index] = result.crashed
                     break
-                except CellExecutionError as err:  # only with allow_errors=False
-                    result.cell_errors[index] = str(err)[:300]
                 except Exception as err:  # noqa: BLE001 - a broken kernel must not stop the class
-                    result.crashed = state["killed"] or f"the kernel stopped answering ({type(err).__name__})"
+                    result.crashed = state["killed"] or _death_reason(job, err)
                     result.cell_errors[index] = result.crashed
                     break
                 finally:
                     if state["interrupted"]:
                         result.timed_out.append(index)
                     state["deadline"] = None
-                error = _error_text(cell.get("outputs", []))
-                if error:
-                    result.cell_errors[index] = error
+                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                if errors:
+                    result.cell_errors[index] = error_summary(errors[0])
                 if state["killed"]:
                     result.crashed = state["killed"]
                     break
     except Exception as err:  # noqa: BLE001 - kernel failed to start or died on shutdown
         if result.crashed is None and not result.cell_errors:
-            result.crashed = f"the kernel could not run: {type(err).__name__}: {str(err)[:200]}"
+            result.crashed = state["killed"] or f"the kernel could not start ({type(err).__name__})"
     finally:
         state["stop"] = True
         _shutdown(km, client)
-    result.seconds = time.perf_counter() - start
+        if job.cgroup is not None:
+            job.cgroup.kill()
+    result.outputs_truncated = state["truncated"]
+    result.seconds = time.monotonic() - start
     return result
 
 
+def _death_reason(job: KernelJob, err: Exception) -> str:
+    if job.cgroup is not None and job.cgroup.oom_killed():
+        return f"the notebook ran out of memory (its limit is {job.policy.memory_mib} MiB) and was stopped"
+    return f"the kernel died ({type(err).__name__})"
+
+
 def _shutdown(km, client) -> None:
-    """Stop the kernel and free every thread, socket and context (nbclient leaves a kernel manager
-    it did not create alone; without this a class of 100 leaks thousands of threads and sockets)."""
-    try:
-        pid = km.provisioner.pid if km.provisioner else None
-    except Exception:  # noqa: BLE001
-        pid = None
+    """Stop the kernel and free every thread, socket and context."""
     from jupyter_core.utils import run_sync
 
-    try:
-        if km.has_kernel:
-            run_sync(km.shutdown_kernel)(now=True)
-    except Exception:  # noqa: BLE001 - it may be dead already
-        pass
-    if pid:
+    for step in (lambda: run_sync(km.shutdown_kernel)(now=True) if km.has_kernel else None,
+                 lambda: run_sync(km.cleanup_resources)(),
+                 lambda: client.kc.stop_channels() if client.kc is not None else None,
+                 lambda: km._saliency_context.destroy(linger=0) if hasattr(km, "_saliency_context") else None,
+                 lambda: km.context.destroy(linger=0)):
         try:
-            _kill(psutil.Process(pid))
-        except psutil.Error:
+            step()
+        except Exception:  # noqa: BLE001 - it may be dead already
             pass
-    try:
-        run_sync(km.cleanup_resources)()
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        if client.kc is not None:
-            client.kc.stop_channels()
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        km.context.destroy(linger=0)
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def _kill(proc: psutil.Process) -> None:
-    try:
-        for child in proc.children(recursive=True):
-            child.kill()
-        proc.kill()
-    except psutil.Error:
-        pass
 
 
 # ----------------------------------------------------------------------------- verdicts
 
-SMOOTHGRAD_NOISE_HINT = (
-    "your maps are right without noise but not with it: add the noise to the uint8 image in pixel space, "
-    "before preprocessing, with helpers.add_noise(X[i], noise_pct, rng), and draw all of it from rng"
-)
-
-
-def _known_mistakes(family: str | None, name: str, reference: np.ndarray,
-                    context: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
-    """Wrong answers a student typically gives, computed from the instructor's context arrays."""
-    mistakes: dict[str, tuple[np.ndarray, str]] = {}
-    if family == "gradient" and "predicted_class" in context:
-        mistakes["predicted_class"] = (
-            context["predicted_class"],
-            "you explained the predicted class (the argmax of the scores) instead of the true label y",
-        )
-    if family == "gradient" and name.endswith("second_call"):
-        mistakes["accumulated"] = (
-            2.0 * reference,
-            "gradients accumulated across calls: a second call on the same tensor returned twice the gradient; "
-            "work on a fresh copy (X.detach().clone().requires_grad_(True)) or zero X.grad first",
-        )
-    if family == "reduction" and "gradient" in context:
-        g = context["gradient"].astype(np.float64)
-        wants_abs = "maxabs" in name
-        candidates = {
-            "signed_max": (g.max(axis=1), "your maps are signed: take the absolute value before the max over channels"),
-            "abs_max": (np.abs(g).max(axis=1), "you took absolute values: this exercise asks for the signed max"),
-            "sum": (g.sum(axis=1), "you summed over the channels: take the max instead"),
-            "abs_sum": (np.abs(g).sum(axis=1), "you summed the magnitudes over the channels: take the max instead"),
-            "mean": (g.mean(axis=1), "you averaged over the channels: take the max instead"),
-            "abs_mean": (np.abs(g).mean(axis=1), "you averaged the magnitudes over the channels: take the max instead"),
-            "min": (g.min(axis=1), "you took the min over the channels: take the max"),
-        }
-        for key, value in candidates.items():
-            if (key == "abs_max") == wants_abs:
-                continue  # that one is the right answer
-            mistakes[key] = value
-    return mistakes
-
-
-def judge_notebook(reference_folder: Path, outbox: Path, workdir: Path, source_nb,
-                   execution: Execution | None, rebuilt_nb=None) -> list[PartResult]:
-    """Score each graded cell of one notebook from the outbox, the references and the files on disk."""
+def load_specs(reference_folder: Path) -> dict[str, list[tuple[str, dict]]]:
+    """The recorded checks of one notebook, by the grade_id of their test cell."""
     specs: dict[str, list[tuple[str, dict]]] = {}
     for spec_path in sorted(reference_folder.glob("*.spec.json")):
         spec = json.loads(spec_path.read_text())
         specs.setdefault(spec["cell"], []).append((spec_path.name[: -len(".spec.json")], spec))
-    errors_by_cell = _errors_by_grade_id(rebuilt_nb, execution) if rebuilt_nb is not None else {}
+    return specs
+
+
+def judge_value(reference_folder: Path, outbox: Path, check_name: str, spec: dict) -> str | None:
+    """Compare one result with its reference and declared mistakes; ``None`` if right, else the feedback."""
+    from helpers.autograde import deserialise
+
+    reference, _ = deserialise(reference_folder, check_name)
+    reference = np.asarray(reference)
+    try:
+        student, _ = read_value(outbox, check_name, max_bytes=4 * reference.nbytes + 2**20)
+    except ResultError as err:
+        return f"your result could not be used: {err}"
+    known = {key: (np.asarray(deserialise(reference_folder, f"{check_name}.mistake.{key}")[0]), message)
+             for key, message in (spec.get("mistakes") or {}).items()}
+    verdict = compare_arrays(student, reference, name="your result", rtol=spec["rtol"],
+                             expect=spec.get("expect", "any"), known_mistakes=known or None)
+    if verdict.passed:
+        return None
+    if spec.get("otherwise") and verdict.details.get("stage") == "values":
+        return f"{verdict.message} {spec['otherwise']}"
+    return verdict.message
+
+
+def judge_files(work: Path, spec: dict, execution: Execution | None) -> list[str]:
+    """Problems with the figure files a test cell asks for (each must come from this run)."""
+    problems = []
+    for name, expected in spec["files"].items():
+        try:
+            _, layout = read_figure(work, name)
+        except ResultError as err:
+            message = str(err)
+            if execution is not None and (execution.timed_out or execution.notebook_timed_out):
+                message += " (a cell was interrupted at its time limit before the figure could be saved)"
+            problems.append(message)
+            continue
+        if not same_layout(layout, expected):
+            problems.append(f"{name} does not have the expected layout: make it with the plotting function "
+                            "the exercise names")
+    return problems
+
+
+def judge_notebook(reference_folder: Path, outbox: Path | None, work: Path | None, source_nb,
+                   execution: Execution | None, rebuilt_nb=None) -> list[PartResult]:
+    """Score each graded cell of one notebook from the outbox, the references and the figure files."""
+    specs = load_specs(reference_folder)
+    errors = _errors_by_grade_id(rebuilt_nb, execution) if rebuilt_nb is not None else {}
+    present = _present_ids(rebuilt_nb) if rebuilt_nb is not None else set()
     parts = []
     for grade_id, points, manual in graded_cells(source_nb):
         part = PartResult(grade_id, 0.0, points, manual=manual)
@@ -408,76 +502,49 @@ def judge_notebook(reference_folder: Path, outbox: Path, workdir: Path, source_n
         if manual:
             part.messages.append("graded by hand")
             continue
-        checks = specs.get(grade_id)
-        if not checks:
-            ran_clean = rebuilt_nb is not None and grade_id in _present_ids(rebuilt_nb) and grade_id not in errors_by_cell
-            part.points = points if ran_clean else 0.0
-            if not ran_clean:
-                part.messages.append(errors_by_cell.get(grade_id, "this test cell did not run"))
+        if grade_id not in present or execution is None:
+            part.messages.append("this test cell did not run" if grade_id not in present or rebuilt_nb is None
+                                 else "nothing could run")
             continue
-        failed = False
-        passed: dict[str, bool] = {}
-        for check_name, spec in checks:
+        messages = []
+        for check_name, spec in specs.get(grade_id, []):
             if "files" in spec:
-                for filename in spec["files"]:
-                    problem = check_file(workdir / filename)
-                    if problem:
-                        failed = True
-                        part.messages.append(problem)
-                continue
-            if not (outbox / f"{check_name}.json").is_file():
-                failed = True
-                reason = errors_by_cell.get(grade_id)
-                message = f"this test did not get to check your result ({reason})" if reason else \
-                    "this test did not get to check your result (the cell did not run)"
-                if message not in part.messages:
-                    part.messages.append(message)
-                continue
-            reference, _ = deserialise(reference_folder, check_name)
-            student, meta = deserialise(outbox, check_name)
-            context = {}
-            for ctx in spec.get("context", []):
-                value, _ = deserialise(reference_folder, f"{check_name}.context.{ctx}")
-                context[ctx] = np.asarray(value)
-            reference = np.asarray(reference)
-            known = _known_mistakes(spec.get("mistakes"), check_name, reference, context)
-            verdict = compare_arrays(student, reference, name="your result", rtol=spec.get("rtol", 1e-3),
-                                     expect=spec.get("expect", "any"), known_mistakes=known or None)
-            passed[check_name] = verdict.passed
-            if not verdict.passed:
-                failed = True
-                if verdict.message not in part.messages:
-                    part.messages.append(verdict.message)
-        if passed.get("smoothgrad_no_noise") and passed.get("smoothgrad_fixed_noise") is False:
-            part.messages.append(SMOOTHGRAD_NOISE_HINT)
-        if not failed and grade_id in errors_by_cell:
-            failed = True
-            part.messages.append(errors_by_cell[grade_id])
-        part.points = 0.0 if failed else points
+                messages += judge_files(work, spec, execution)
+            elif grade_id in errors and not (outbox / f"{check_name}.json").exists():
+                messages.append(f"this test did not get to check your result ({errors[grade_id]})")
+            else:
+                message = judge_value(reference_folder, outbox, check_name, spec)
+                if message:
+                    messages.append(message)
+        if not messages and grade_id in errors:
+            messages.append(errors[grade_id])
+        part.messages = list(dict.fromkeys(messages))
+        part.points = 0.0 if part.messages else points
     return parts
 
 
 def _present_ids(nb) -> set[str]:
-    return {_nbgrader_meta(c).get("grade_id") for c in nb.cells if _nbgrader_meta(c).get("grade_id")}
+    return {gid for c in nb.cells if (gid := _grade_id(c))}
 
 
 def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
+    """What went wrong in each graded cell, in the grader's words."""
     if execution is None:
         return {}
     out = {}
     for index, cell in enumerate(nb.cells):
-        gid = _nbgrader_meta(cell).get("grade_id")
+        gid = _grade_id(cell)
         if not gid:
             continue
         if index in execution.timed_out:
-            out[gid] = "the cell ran past its time limit and was interrupted"
+            out[gid] = "the cell was interrupted at its time limit"
         elif index in execution.cell_errors:
-            out[gid] = execution.cell_errors[index]
+            error = execution.cell_errors[index]
+            out[gid] = error if error == execution.crashed else f"the cell stopped with {error}"
     if execution.crashed:
-        # Cells after the crash never ran.
         crash_index = max(execution.cell_errors) if execution.cell_errors else -1
         for index, cell in enumerate(nb.cells):
-            gid = _nbgrader_meta(cell).get("grade_id")
+            gid = _grade_id(cell)
             if gid and index > crash_index:
                 out.setdefault(gid, f"not run: {execution.crashed}")
     return out
@@ -485,64 +552,110 @@ def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- one submission
 
+@dataclass(frozen=True)
+class GradingSettings:
+    """How each notebook of a class run is executed.
+
+    Parameters
+    ----------
+    cell_timeout : float
+        Seconds for a cell whose solution's time is unknown, and the least any cell gets.
+    notebook_timeout : float
+        Seconds for the whole notebook, start-up included.
+    timing_margin : float
+        A cell gets this many times what the solution's cell took (when recorded), at least ``cell_timeout``.
+    """
+
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT
+    timing_margin: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("cell_timeout", "notebook_timeout", "timing_margin"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+    def cell_limits(self, nb, timings: dict[str, float]) -> list[float]:
+        """Seconds for each cell: the solution's time for that cell (by grade_id) times the margin, or the
+        default."""
+        limits = []
+        for cell in nb.cells:
+            measured = timings.get(_grade_id(cell) or "", 0.0)
+            limits.append(max(float(self.cell_timeout), self.timing_margin * measured))
+        return limits
+
+
+def solution_timings(reference_folder: Path) -> dict[str, float]:
+    """Seconds each graded or read-only cell of the solution took when the references were recorded."""
+    path = reference_folder / "timings.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    cells = data.get("cells", data) if isinstance(data, dict) else {}
+    return {k: float(v) for k, v in cells.items() if isinstance(k, str) and isinstance(v, (int, float))}
+
+
 def grade_notebook(root: Path, reference_key: str, student: str, assignment: str, notebook_name: str, *,
-                   env: dict[str, str], cell_timeout: int, memory_mib: int,
-                   sandbox_user: str | None) -> NotebookResult:
+                   job: KernelJob, settings: GradingSettings) -> NotebookResult:
     """Rebuild, execute and judge one submitted notebook; save what the instructor needs."""
+    from .paths import references_dir
+
     start = time.perf_counter()
     result = NotebookResult(student, assignment, notebook_name)
     source_path = root / "source" / assignment / notebook_name
     source_nb = nbformat.read(source_path, as_version=4)
-    submitted = root / "submitted" / student / assignment / notebook_name
-    autograded = root / "autograded" / student / assignment
-    autograded.mkdir(parents=True, exist_ok=True)
     ref_folder = references_dir(root) / reference_key / source_path.stem
-
-    student_nb = None
-    if not submitted.is_file():
-        result.problems.append(f"{notebook_name} is missing from the submission")
-    else:
-        try:
-            student_nb = nbformat.read(submitted, as_version=4)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the student's problem
-            result.problems.append(f"{notebook_name} is not a valid notebook ({type(err).__name__}): nothing could run")
+    student_nb, problem = read_submission(root / "submitted" / student / assignment / notebook_name)
     if student_nb is None:
-        result.parts = judge_notebook(ref_folder, Path("/nonexistent"), Path("/nonexistent"), source_nb, None)
+        result.problems.append(problem)
+        result.parts = judge_notebook(ref_folder, None, None, source_nb, None)
         for part in result.parts:
             if not part.manual:
-                part.messages = [result.problems[-1]]
+                part.messages = [problem]
         result.seconds = time.perf_counter() - start
         return result
 
     rebuilt, problems = rebuild_notebook(source_nb, student_nb)
     result.problems += problems
-    with tempfile.TemporaryDirectory(prefix="saliency-grade-") as tmp:
-        os.chmod(tmp, 0o755)
-        workdir = Path(tmp) / "work"
-        workdir.mkdir()
-        # The student's other files (none are needed, but their code may read them).
-        for item in submitted.parent.iterdir():
-            if item.is_file() and item.suffix not in (".ipynb",) and item.name != "timestamp.txt":
-                shutil.copy2(item, workdir / item.name)
-        outbox = workdir / ".outbox"
-        execution = execute_sandboxed(rebuilt, workdir, env={**env, OUTBOX_ENV: str(outbox)},
-                                      cell_timeout=cell_timeout, memory_mib=memory_mib,
-                                      sandbox_user=sandbox_user, hide=hidden_paths(root))
-        if execution.crashed:
-            result.problems.append(execution.crashed)
-        for index in execution.timed_out:
-            result.problems.append(f"cell {index} ran past the {cell_timeout} s limit and was interrupted")
-        result.parts = judge_notebook(ref_folder, outbox / source_path.stem, workdir, source_nb, execution, rebuilt)
-        nbformat.write(rebuilt, autograded / notebook_name)
-        for item in workdir.iterdir():
-            if item.is_file() and item.suffix in (".png", ".pdf"):
-                shutil.copy2(item, autograded / item.name)
+    limits = settings.cell_limits(rebuilt, solution_timings(ref_folder))
+    execution = execute_sandboxed(rebuilt, job, cell_limits=limits, notebook_limit=settings.notebook_timeout)
+    if execution.crashed:
+        result.problems.append(execution.crashed)
+    for index in execution.timed_out:
+        result.problems.append(f"cell {index} was interrupted at its time limit ({limits[index]:.0f} s)")
+    if execution.outputs_truncated:
+        result.problems.append("the notebook printed too much: outputs beyond the limit were dropped")
+    outbox = job.outbox / source_path.stem
+    result.parts = judge_notebook(ref_folder, outbox, job.work, source_nb, execution, rebuilt)
+    _save_autograded(root, student, assignment, notebook_name, rebuilt, job.work, ref_folder)
     result.seconds = time.perf_counter() - start
     return result
 
 
+def _save_autograded(root: Path, student: str, assignment: str, notebook_name: str, rebuilt, work: Path,
+                     ref_folder: Path) -> None:
+    """The executed notebook and the figures that passed the checks, for the instructor."""
+    folder = root / "autograded" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(rebuilt, folder / notebook_name)
+    for _, spec in [s for checks in load_specs(ref_folder).values() for s in checks]:
+        for name in spec.get("files", {}):
+            try:
+                data, _ = read_figure(work, name)
+            except ResultError:
+                continue
+            target = folder / name
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            target.write_bytes(data)
+
+
 def save_result(root: Path, results: list[NotebookResult]) -> None:
     """Write ``autograded/<student>/<assignment>/grading.json`` for one submission."""
+    from dataclasses import asdict
+
     if not results:
         return
     first = results[0]
@@ -558,19 +671,28 @@ def load_results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((root / "autograded").glob("*/*/grading.json"))]
 
 
-def discover_submissions(root: Path, students: list[str] | None = None,
-                         assignments: list[str] | None = None) -> list[tuple[str, str]]:
-    """(student, assignment) pairs present in nbgrader's ``submitted/`` layout."""
-    pairs = []
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,100}$")
+
+
+def discover_submissions(root: Path, assignments_found: list[str], students: list[str] | None = None,
+                         assignments: list[str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(student, assignment) pairs in nbgrader's ``submitted/`` layout, and what was skipped (and why)."""
+    pairs, skipped = [], []
     base = root / "submitted"
     if not base.is_dir():
-        return pairs
-    for student_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        return pairs, skipped
+    for student_dir in sorted(base.iterdir()):
         if students and student_dir.name not in students:
             continue
-        for assignment in ASSIGNMENTS:
+        if student_dir.is_symlink() or not student_dir.is_dir() or not _STUDENT_ID.match(student_dir.name):
+            skipped.append(f"submitted/{student_dir.name!r}: not a student folder (a link, a file or an odd name)")
+            continue
+        for assignment in assignments_found:
             if assignments and assignment not in assignments:
                 continue
-            if (student_dir / assignment).is_dir():
+            folder = student_dir / assignment
+            if folder.is_symlink():
+                skipped.append(f"submitted/{student_dir.name}/{assignment}: a link, not a folder")
+            elif folder.is_dir():
                 pairs.append((student_dir.name, assignment))
-    return pairs
+    return pairs, skipped

@@ -1,0 +1,309 @@
+"""A throw-away sandbox for each student's kernel: bubblewrap namespaces plus a control group.
+
+What the kernel of one graded notebook gets (as root, :func:`prerequisites` empty):
+
+* **its own namespaces** (``bwrap --unshare-pid --unshare-net --unshare-ipc --unshare-uts``): it sees only its
+  own processes, has no network at all (only a loopback that leads nowhere), and talks to the grader over
+  ZeroMQ *ipc* sockets in a folder of its own, never over shared loopback TCP, so no kernel can reach
+  another's channels;
+* **a file system of its own**: a fresh root in which the system's programs and libraries, the Python
+  installation, the student package ``helpers`` and the course inputs (data, weights) are read-only; the
+  working folder, the results outbox and the socket folder are writable and live on a size-limited ``tmpfs``
+  that the grader mounts; ``/tmp`` and ``/dev/shm`` are private. The course folder, other students' work, the
+  instructor package (:mod:`course_tools`), the references and the gradebook are not in it;
+* **an unprivileged identity** (uid/gid 65534, no capabilities, ``no_new_privs``) and a per-file size limit;
+* **one control group** (:mod:`course_tools.cgroups`) for the whole process tree: memory, processes and CPU are
+  capped together, and every process left when the notebook ends is killed (the PID namespace ends with its
+  first process too, so nothing survives the notebook).
+
+Without root, without bubblewrap or without control groups the grader refuses to grade unless the instructor
+accepts running student code unisolated (``course grade --unsandboxed``); :func:`prerequisites` says what is
+missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cgroups import Cgroup, CgroupError, Limits, layout
+from .paths import CourseError
+
+SANDBOX_UID = 65534
+HOME = "/home/student"
+OUTBOX = "/run/grader/outbox"
+INPUTS = "/run/course/inputs"
+LIBRARY = "/run/course/lib"
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
+             "fonts", "mime.types")
+
+
+class SandboxError(CourseError):
+    """A sandbox could not be set up for a student's kernel."""
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """The limits of one student's kernel and everything it starts.
+
+    Parameters
+    ----------
+    memory_mib : int
+        Memory of the whole process tree, its ``tmpfs`` files included.
+    pids : int
+        Processes and threads at once.
+    cpus : float
+        Cores' worth of CPU time.
+    disk_mib : int
+        Size of the writable folders (work, outbox, sockets) together.
+    file_mib : int
+        Largest single file it may write.
+    threads : int
+        Math-library threads (``OMP_NUM_THREADS``), set before torch starts.
+    isolated : bool
+        ``False`` only with ``course grade --unsandboxed``: the kernel runs as the grader, unconfined.
+    """
+
+    memory_mib: int = 4096
+    pids: int = 256
+    cpus: float = 1.0
+    disk_mib: int = 512
+    file_mib: int = 64
+    threads: int = 1
+    isolated: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("memory_mib", 64), ("pids", 16), ("disk_mib", 16), ("file_mib", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int of at least {low}, got {value!r}")
+        Limits(self.memory_mib * 2**20, self.pids, self.cpus)  # checks cpus
+
+
+def prerequisites(cgroup_root: Path | None = None) -> list[str]:
+    """What this machine lacks for sandboxed grading (empty when everything is there)."""
+    from .cgroups import CGROUP_ROOT
+
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("grading must run as root (in a container or VM is fine) to sandbox student kernels")
+    for tool, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux"),
+                          ("mount", "mount")):
+        if shutil.which(tool) is None:
+            missing.append(f"`{tool}` is not installed (Debian/Ubuntu: apt-get install {package})")
+    if layout(cgroup_root or CGROUP_ROOT) is None:
+        missing.append(f"no control groups are mounted at {cgroup_root or CGROUP_ROOT}")
+    if not missing:
+        trial = subprocess.run(["bwrap", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "--proc",
+                                "/proc", "--dev", "/dev", "true"], capture_output=True, text=True, timeout=30)
+        if trial.returncode != 0:
+            missing.append(f"bubblewrap cannot create namespaces here: {trial.stderr.strip()[:200]}")
+    return missing
+
+
+@dataclass
+class KernelJob:
+    """The folder, control group and kernel command of one graded notebook.
+
+    Parameters
+    ----------
+    name : str
+        A unique name for the job (used for the folder and the control group).
+    policy : SandboxPolicy
+        Limits.
+    inputs : pathlib.Path
+        A folder of read-only inputs (data file, weights) the kernel sees at ``/run/course/inputs``.
+    env : dict
+        Environment of the kernel (nothing else of the grader's environment is passed on).
+    """
+
+    name: str
+    policy: SandboxPolicy
+    inputs: Path
+    env: dict[str, str] = field(default_factory=dict)
+    folder: Path | None = None
+    cgroup: Cgroup | None = None
+    _mounted: bool = False
+
+    @property
+    def work(self) -> Path:
+        """The kernel's working folder (``/home/student`` inside)."""
+        return self._require_folder() / "work"
+
+    @property
+    def outbox(self) -> Path:
+        """Where the hidden tests hand over the student's results."""
+        return self._require_folder() / "outbox"
+
+    @property
+    def sockets(self) -> Path:
+        return self._require_folder() / "ipc"
+
+    def _require_folder(self) -> Path:
+        if self.folder is None:
+            raise SandboxError("the job has not been set up: call open() first")
+        return self.folder
+
+    def open(self, base: Path) -> "KernelJob":
+        """Create the folders (on a size-limited tmpfs) and the control group."""
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=base))
+        os.chmod(self.folder, 0o700)
+        if self.policy.isolated:
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                     f"size={self.policy.disk_mib}m,mode=0700,nosuid,nodev", "tmpfs",
+                                     str(self.folder)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SandboxError(f"cannot mount the job's tmpfs: {result.stderr.strip()[:200]}")
+            self._mounted = True
+        owner = SANDBOX_UID if self.policy.isolated else os.geteuid()
+        for sub in ("work", "outbox", "ipc"):
+            path = self.folder / sub
+            path.mkdir(mode=0o700)
+            os.chown(path, owner, owner) if self.policy.isolated else None
+        if self.policy.isolated:
+            limits = Limits(self.policy.memory_mib * 2**20, self.policy.pids, self.policy.cpus)
+            try:
+                self.cgroup = Cgroup.create(self.folder.name, limits)
+            except CgroupError as err:
+                self.close()
+                raise SandboxError(str(err)) from None
+        return self
+
+    def kernel_env(self) -> dict[str, str]:
+        """Everything the kernel's environment holds."""
+        threads = str(self.policy.threads)
+        home = HOME if self.policy.isolated else str(self.work)
+        tmp = "/tmp" if self.policy.isolated else str(self.work / ".tmp")
+        return {
+            "HOME": home, "USER": "student", "LOGNAME": "student", "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8", "TMPDIR": tmp, "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{tmp}/matplotlib",
+            "IPYTHONDIR": f"{tmp}/ipython", "XDG_CACHE_HOME": f"{tmp}/cache", "TORCH_HOME": f"{tmp}/torch",
+            "PYTHONNOUSERSITE": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": self._library(),
+            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            **self.env,
+        }
+
+    def _library(self) -> str:
+        import helpers
+
+        return LIBRARY if self.policy.isolated else str(Path(helpers.__file__).resolve().parents[1])
+
+    def kernel_argv(self) -> list[str]:
+        """The kernel spec's command: a small launcher on the grader's side that starts the sandbox."""
+        config = self._require_folder() / "launch.json"
+        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        payload = {"cgroup": [str(d) for d in self.cgroup.dirs] if self.cgroup else [],
+                   "uid": SANDBOX_UID if self.policy.isolated else None,
+                   "argv": self.bwrap_argv(inner) if self.policy.isolated else inner,
+                   "env": self.kernel_env(), "cwd": str(self.work)}
+        config.write_text(json.dumps(payload))
+        return [sys.executable, "-m", "course_tools.sandbox", str(config), "{connection_file}"]
+
+    def bwrap_argv(self, command: list[str]) -> list[str]:
+        """The bubblewrap command line around ``command``."""
+        args = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session",
+                "--clearenv", "--ro-bind", "/usr", "/usr"]
+        made = {"/", "/usr"}
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), str(host)]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), str(host)]
+            made.add(str(host))
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        made |= {"/proc", "/dev"}
+        for size, target in ((256, "/tmp"), (128, "/dev/shm")):
+            args += ["--perms", "1777", "--size", str(size * 2**20), "--tmpfs", target]
+            made.add(target)
+
+        def bind(src: Path | str, dst: Path | str, writable: bool = False) -> None:
+            for parent in reversed(Path(dst).parents):
+                if str(parent) not in made:
+                    args.extend(["--perms", "0755", "--dir", str(parent)])
+                    made.add(str(parent))
+            args.extend(["--bind" if writable else "--ro-bind", str(src), str(dst)])
+            made.add(str(dst))
+
+        for name in ETC_FILES:
+            if (Path("/etc") / name).exists():
+                bind(Path("/etc") / name, Path("/etc") / name)
+        for tree in sorted(self._python_trees()):
+            bind(tree, tree)
+        import helpers
+
+        bind(Path(helpers.__file__).resolve().parent, f"{LIBRARY}/helpers")
+        bind(self.inputs, INPUTS)
+        bind(self.work, HOME, writable=True)
+        bind(self.outbox, OUTBOX, writable=True)
+        bind(self.sockets, self.sockets, writable=True)
+        for hidden in instructor_package_dirs():
+            if any(Path(hidden).is_relative_to(t) for t in self._python_trees()):
+                args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
+        for key, value in self.kernel_env().items():
+            args += ["--setenv", key, value]
+        args += ["--chdir", HOME, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                 "prlimit", f"--fsize={self.policy.file_mib * 2**20}", "--core=0", "--nofile=1024", "--",
+                 "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *command]
+        return args
+
+    @staticmethod
+    def _python_trees() -> set[str]:
+        """The Python installation and virtual environment the kernel runs on (read-only inside)."""
+        trees = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parents[1])}
+        return {str(Path(t).resolve()) for t in trees} | {t for t in trees}
+
+    def close(self) -> None:
+        """Kill whatever is left of the kernel's processes and delete the job's folder and control group."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+            self.cgroup.remove()
+        if self.folder is not None:
+            if self._mounted:
+                subprocess.run(["umount", "-l", str(self.folder)], capture_output=True)
+                self._mounted = False
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def instructor_package_dirs() -> list[str]:
+    """Where the instructor package lives, to hide it from the kernel wherever it is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("course_tools")
+    return [str(Path(p).resolve()) for p in (spec.submodule_search_locations or [])] if spec else []
+
+
+def launch(config_path: str, connection_file: str) -> None:
+    """Grader side of the kernel command: join the control group, then become the sandbox.
+
+    Runs as the grader (trusted), before any student code: moves itself into the
+    job's control group (so every process the sandbox starts is counted and can be
+    killed), hands the connection file to the sandbox's user, silences the
+    kernel's own start-up chatter and replaces itself with bubblewrap.
+    """
+    config = json.loads(Path(config_path).read_text())
+    for folder in config["cgroup"]:
+        with open(Path(folder) / "cgroup.procs", "w") as fh:
+            fh.write(str(os.getpid()))
+    if config["uid"] is not None:
+        os.chown(connection_file, config["uid"], config["uid"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    argv = [connection_file if a == "{connection_file}" else a for a in config["argv"]]
+    os.chdir(config["cwd"])
+    os.execvpe(argv[0], argv, config["env"])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m course_tools.sandbox LAUNCH_CONFIG CONNECTION_FILE")
+    launch(sys.argv[1], sys.argv[2])
