@@ -96,6 +96,11 @@ def test_the_solutions_get_full_marks(graded):
     assert _scores(graded["results"]["solutions_homework"]) == HOMEWORK_FULL
 
 
+def test_the_seed_or_generator_idiom_gets_full_marks(graded):
+    """`rng = np.random.default_rng(rng)` accepts a seed or a Generator: the grader's noise is a real one."""
+    assert _scores(graded["results"]["smoothgrad_rng_idiom"]) == HOMEWORK_FULL
+
+
 def test_an_untouched_release_gets_zero(graded):
     assert _scores(graded["results"]["untouched_lab"]) == LAB_ZERO
     assert _scores(graded["results"]["untouched_homework"]) == {"test_smoothgrad": 0.0, "test_figure_files": 0.0}
@@ -111,6 +116,9 @@ MISTAKES = {
     "smoothgrad_wrong_count": ("test_smoothgrad", "wrong count"),
     "smoothgrad_last_image_only": ("test_smoothgrad", "only the last image"),
     "noise_after_normalisation": ("test_smoothgrad", "pixel space"),
+    "smoothgrad_one_copy": ("test_smoothgrad", "one noisy copy"),
+    "smoothgrad_reused_noise": ("test_smoothgrad", "same noise"),
+    "smoothgrad_average_raw": ("test_smoothgrad", "averaged the raw gradients"),
     # Its patches silence the in-kernel hook too, so nothing is handed to the grader: zero for that part.
     "patched_comparisons": ("test_maxabs_over_channels", "did not get to check"),
     "tampered_tests": ("test_maxabs_over_channels", "take the absolute value"),
@@ -153,7 +161,7 @@ def test_running_out_of_memory_is_contained(graded):
     record = graded["results"]["memory_hog"]
     assert _scores(record) == LAB_ZERO  # only 01 was handed in, and its answer cell hit the memory limit
     messages = " ".join(_parts(record)["test_correct_class_scores"]["messages"])
-    assert "not defined" in messages or "memory" in messages.lower()
+    assert "memory" in messages.lower()
 
 
 def test_broken_missing_and_renamed_notebooks(graded):
@@ -176,7 +184,7 @@ def test_deleted_test_cell_costs_its_points(graded):
 def test_student_code_cannot_read_private_files_or_change_the_course(graded):
     if os.getuid() != 0:
         pytest.skip("kernel isolation needs root (CI and a grading server run as root)")
-    assert "private, read-only mount namespace" in graded["grade_log"] or "run as" in graded["grade_log"]
+    assert "its own sandbox" in graded["grade_log"]
     record = graded["results"]["snooper"]
     assert _scores(record)["test_correct_class_scores"] == 2.0, _parts(record)["test_correct_class_scores"]
     assert not (graded["course"].parent / "helpers" / "pwned.txt").exists()
@@ -221,7 +229,7 @@ def test_feedback_explains_and_hides_the_hidden_tests(graded):
                 reference_numbers.add(f"{float(value):.4g}")
     for path in feedback_files + list((course / "feedback").glob("*/*/feedback.txt")):
         text = path.read_text()
-        for secret in ("HIDDEN", "checks.compare", "FixedNoise", "manual_seed", "default_rng(0)",
+        for secret in ("HIDDEN", "checks.compare", "_smoothgrad_variant", "_SEED", "manual_seed", "default_rng(0)",
                        "Traceback", "references/", "MARK SCHEME"):
             assert secret not in text, f"{path}: shows {secret!r}"
         numbers = set(re.findall(r"-?\d+\.\d+(?:e-?\d+)?", text))

@@ -61,8 +61,22 @@ def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str) -> dict
     return env
 
 
+def _alembic_on_path() -> None:
+    """nbgrader's gradebook runs the ``alembic`` command: find it beside this interpreter if PATH lacks it."""
+    import sys
+
+    if shutil.which("alembic") is None:
+        scripts = os.path.dirname(sys.executable)
+        if not os.path.exists(os.path.join(scripts, "alembic")):
+            raise GradingSetupError("nbgrader's `alembic` command is not installed in this environment "
+                                    f"({scripts}): reinstall the requirements")
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
 def _ensure_gradebook(root: Path) -> None:
     from nbgrader.api import Gradebook, MissingEntry
+
+    _alembic_on_path()
 
     from .release import generate_release
 

@@ -114,6 +114,17 @@ def scenarios(root: Path) -> dict[str, Scenario]:
             "            x = helpers.preprocess(X[i])\n"
             "            x = x + torch.from_numpy(rng.normal(0.0, noise_pct * float(x.std()), size=tuple(x.shape))).float()\n"
             "            grad = compute_saliency(x, label, model)")}}),
+        "smoothgrad_one_copy": Scenario("homework", {NB04: {"smoothgrad": _replace_in(_replace_in(
+            sg, "for _ in range(n):", "for _ in range(1):"), "(total / n)", "total")}}),
+        "smoothgrad_reused_noise": Scenario("homework", {NB04: {"smoothgrad": _replace_in(sg,
+            "        for _ in range(n):\n            noisy = helpers.add_noise(X[i], noise_pct, rng)\n",
+            "        noisy = helpers.add_noise(X[i], noise_pct, rng)\n        for _ in range(n):\n")}}),
+        "smoothgrad_average_raw": Scenario("homework", {NB04: {"smoothgrad": _replace_in(_replace_in(_replace_in(sg,
+            "total = torch.zeros(X.shape[1:3])", "total = 0"),
+            "total += maxabs_over_channels(grad)[0]", "total = total + grad"),
+            "maps[i] = (total / n).numpy()", "maps[i] = maxabs_over_channels(total / n)[0].numpy()")}}),
+        "smoothgrad_rng_idiom": Scenario("homework", {NB04: {"smoothgrad": _replace_in(
+            sg, "rng = np.random.default_rng() if rng is None else rng", "rng = np.random.default_rng(rng)")}}),
         "infinite_loop": Scenario("lab", {NB01: {"correct_class_scores": loop_catching + lab[NB01]["correct_class_scores"]},
                                           NB03: {"max_over_channels": "while True:\n    pass\n" + maxc}}),
         "kernel_crash": Scenario("lab", {NB02: {"compute_saliency": "import os\nos._exit(1)\n" + sal}}),

@@ -313,7 +313,7 @@ def _kernel_process(km) -> psutil.Process | None:
         return None
     for proc in [launcher, *launcher.children(recursive=True)]:
         try:
-            if "ipykernel_launcher" in proc.cmdline():
+            if proc.cmdline()[1:3] == ["-m", "ipykernel_launcher"]:
                 return proc
         except psutil.Error:
             continue
@@ -586,14 +586,26 @@ class GradingSettings:
         return limits
 
 
-def solution_timings(reference_folder: Path) -> dict[str, float]:
-    """Seconds each graded or read-only cell of the solution took when the references were recorded."""
-    path = reference_folder / "timings.json"
+def solution_timings(reference_set: Path, notebook: str) -> dict[str, float]:
+    """Seconds each cell (by grade_id) of the solution took when the references were recorded.
+
+    Read from the reference set's ``timings.json`` (written by ``course references``); ``{}`` when absent or
+    malformed, and then every cell gets the default limit.
+
+    Parameters
+    ----------
+    reference_set : pathlib.Path
+        ``references/<key>``.
+    notebook : str
+        ``"<assignment>/<notebook>.ipynb"``.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads((reference_set / "timings.json").read_text())
+        cells = data["notebooks"][notebook]["grade_ids"]
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
-    cells = data.get("cells", data) if isinstance(data, dict) else {}
+    if not isinstance(cells, dict):
+        return {}
     return {k: float(v) for k, v in cells.items() if isinstance(k, str) and isinstance(v, (int, float))}
 
 
@@ -619,7 +631,7 @@ def grade_notebook(root: Path, reference_key: str, student: str, assignment: str
 
     rebuilt, problems = rebuild_notebook(source_nb, student_nb)
     result.problems += problems
-    limits = settings.cell_limits(rebuilt, solution_timings(ref_folder))
+    limits = settings.cell_limits(rebuilt, solution_timings(ref_folder.parent, f"{assignment}/{notebook_name}"))
     execution = execute_sandboxed(rebuilt, job, cell_limits=limits, notebook_limit=settings.notebook_timeout)
     if execution.crashed:
         result.problems.append(execution.crashed)

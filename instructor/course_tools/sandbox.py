@@ -177,6 +177,8 @@ class KernelJob:
 
     def kernel_env(self) -> dict[str, str]:
         """Everything the kernel's environment holds."""
+        from helpers.autograde import OUTBOX_ENV
+
         threads = str(self.policy.threads)
         home = HOME if self.policy.isolated else str(self.work)
         tmp = "/tmp" if self.policy.isolated else str(self.work / ".tmp")
@@ -187,6 +189,7 @@ class KernelJob:
             "PYTHONNOUSERSITE": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": self._library(),
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
             **self.env,
+            OUTBOX_ENV: OUTBOX if self.policy.isolated else str(self.outbox),
         }
 
     def _library(self) -> str:

@@ -1,0 +1,179 @@
+"""Tests of course_tools.grading's judgement, outside any kernel: tolerance, declared mistakes, feedback words,
+reading and rebuilding submitted notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from course_tools.grading import (GradingSettings, error_summary, judge_value, read_submission, rebuild_notebook,
+                                  solution_timings)
+from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
+from helpers.checks import DEFAULT_RTOL
+
+RNG = np.random.default_rng(5)
+REFERENCE = RNG.random((3, 8, 8)).astype(np.float32) + 0.5
+MISTAKES = {"doubled": (REFERENCE * 2, "message for doubling"),
+            "first_only": (np.repeat(REFERENCE[:1], 3, axis=0), "message for the first image only")}
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    """A reference set recorded through the real HiddenChecks hook, with two declared mistakes."""
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    checks = HiddenChecks("0" * 64, "1" * 12, "nb")
+    checks.compare("maps", REFERENCE, cell="test_maps", expect="numpy", mistakes=lambda: MISTAKES,
+                   otherwise="advice when nothing fits")
+    folder = next((tmp_path / "refs").iterdir()) / "nb"
+    spec = json.loads((folder / "maps.spec.json").read_text())
+    return folder, spec, tmp_path / "outbox"
+
+
+def _judge(recorded, value):
+    folder, spec, outbox = recorded
+    serialise(value, outbox, "maps")
+    return judge_value(folder, outbox, "maps", spec)
+
+
+def test_the_right_answer_passes_within_the_tolerance(recorded):
+    assert _judge(recorded, REFERENCE * (1 + DEFAULT_RTOL / 10)) is None
+
+
+def test_the_tolerance_is_pinned(recorded):
+    """An error of 10x the tolerance fails: a tolerance made 100x looser would let it through."""
+    assert _judge(recorded, REFERENCE * (1 + 10 * DEFAULT_RTOL)) is not None
+    assert recorded[1]["rtol"] == DEFAULT_RTOL == 1e-3
+
+
+@pytest.mark.parametrize("key", sorted(MISTAKES))
+def test_each_declared_mistake_gets_its_own_message(recorded, key):
+    wrong, message = MISTAKES[key]
+    verdict = _judge(recorded, wrong)
+    assert message in verdict
+    others = [m for k, (_, m) in MISTAKES.items() if k != key]
+    assert not any(other in verdict for other in others)
+    assert "advice when nothing fits" not in verdict
+
+
+def test_otherwise_only_when_no_mistake_fits(recorded):
+    verdict = _judge(recorded, REFERENCE + RNG.random(REFERENCE.shape).astype(np.float32))
+    assert "advice when nothing fits" in verdict
+
+
+def test_a_wrong_type_is_named_not_advised(recorded):
+    verdict = _judge(recorded, [1, 2, 3])
+    assert verdict and "advice when nothing fits" not in verdict
+
+
+def test_a_mistake_that_equals_the_right_answer_is_not_recorded(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    HiddenChecks("0" * 64, "1" * 12, "nb").compare(
+        "maps", REFERENCE, cell="t", mistakes=lambda: {"same": (REFERENCE.copy(), "never shown")})
+    spec = json.loads(next((tmp_path / "refs").rglob("maps.spec.json")).read_text())
+    assert spec["mistakes"] == {} and "not used" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistakes, error", [
+    ("gradient", TypeError), (lambda: {"k": REFERENCE}, TypeError), (lambda: {"bad key!": (REFERENCE, "m")}, ValueError),
+    (lambda: [1], TypeError),
+])
+def test_malformed_mistake_declarations_are_refused(tmp_path, monkeypatch, mistakes, error):
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    with pytest.raises(error, match="mistake"):
+        HiddenChecks("0" * 64, "1" * 12, "nb").compare("maps", REFERENCE, cell="t", mistakes=mistakes)
+
+
+@pytest.mark.parametrize("output, shown", [
+    ({"ename": "AssertionError", "evalue": "seed 7, X[:4]"}, "AssertionError"),
+    ({"ename": "ValueError", "evalue": "checks.compare(...)"}, "ValueError"),
+    ({"ename": "seed_7_images_4", "evalue": "x"}, "an exception"),
+    ({"ename": ["list"], "evalue": "x"}, "an exception"),
+    ({}, "an exception"),
+])
+def test_feedback_names_only_builtin_exception_types(output, shown):
+    assert error_summary(output) == shown
+
+
+def _notebook(tmp_path: Path, text: str | bytes, name="nb.ipynb") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"cells": [ not json', "not a valid notebook"),
+    ("[1, 2]", "not a valid notebook"),
+    (b"\x00\xff" * 100, "not a valid notebook"),
+])
+def test_unreadable_notebooks_become_problems(tmp_path, content, problem):
+    nb, found = read_submission(_notebook(tmp_path, content))
+    assert nb is None and problem in found
+
+
+def test_a_linked_notebook_is_not_read(tmp_path):
+    target = tmp_path / "solution.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), target)
+    (tmp_path / "nb.ipynb").symlink_to(target)
+    nb, problem = read_submission(tmp_path / "nb.ipynb")
+    assert nb is None and "not a regular file" in problem
+
+
+def test_a_huge_notebook_is_not_read(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    with open(path, "wb") as fh:
+        fh.truncate(64 * 2**20)
+    nb, problem = read_submission(path)
+    assert nb is None and "too large" in problem
+
+
+def _source():
+    nb = nbformat.v4.new_notebook()
+    meta = lambda gid, **kw: {"nbgrader": {"grade_id": gid, "schema_version": 3, **kw}}  # noqa: E731
+    nb.cells = [nbformat.v4.new_code_cell("setup = 1", metadata=meta("setup", locked=True, grade=False)),
+                nbformat.v4.new_code_cell("answer = None", metadata=meta("answer", solution=True, grade=False)),
+                nbformat.v4.new_code_cell("assert answer", metadata=meta("test", grade=True, points=2, locked=True))]
+    return nb
+
+
+@pytest.mark.parametrize("bad_meta", ["a string", ["list"], 3, {"grade_id": ["answer"]}, {"grade_id": 7},
+                                      {"grade_id": "x" * 500}])
+def test_malformed_nbgrader_metadata_makes_a_cell_the_students_own(tmp_path, bad_meta):
+    student = _source()
+    student.cells[1].source = "answer = 42"
+    student.cells[2].source = "print('tests passed')"
+    student.cells[2].metadata["nbgrader"] = bad_meta
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(student))
+    nb, problem = read_submission(path)
+    rebuilt, problems = rebuild_notebook(_source(), nb)
+    sources = [c.source for c in rebuilt.cells]
+    assert "print('tests passed')" in sources          # kept, as the student's own cell
+    assert "test cell 'test' was deleted: its points are lost" in problems
+
+
+def test_duplicate_grade_ids_keep_the_instructors_cell_once():
+    student = _source()
+    student.cells.append(nbformat.from_dict(json.loads(json.dumps(student.cells[2]))))
+    student.cells[-1].source = "pass  # forged copy"
+    rebuilt, _ = rebuild_notebook(_source(), student)
+    assert [c.source for c in rebuilt.cells].count("assert answer") == 1
+
+
+def test_cell_limits_follow_the_solutions_times(tmp_path):
+    (tmp_path / "timings.json").write_text(json.dumps(
+        {"format": 1, "notebooks": {"lab/nb.ipynb": {"grade_ids": {"answer": 30.0, "test": 0.5}}}}))
+    timings = solution_timings(tmp_path, "lab/nb.ipynb")
+    limits = GradingSettings(cell_timeout=20, timing_margin=10).cell_limits(_source(), timings)
+    assert limits == [20.0, 300.0, 20.0]
+    assert solution_timings(tmp_path, "lab/other.ipynb") == {}
+
+
+@pytest.mark.parametrize("kwargs", [{"cell_timeout": 0}, {"notebook_timeout": -1}, {"timing_margin": "10"},
+                                    {"cell_timeout": True}])
+def test_grading_settings_refuse_non_positive_limits(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        GradingSettings(**kwargs)
