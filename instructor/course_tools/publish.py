@@ -141,6 +141,10 @@ def planned_files(root: Path, after: str | None = None) -> dict[str, Path | str]
     _check_after(after)
     root = Path(root)
     config = read_config(root)
+    for needed in ("pyproject.toml", "requirements.txt", "helpers/__init__.py"):
+        if not (root / needed).is_file():
+            raise PublishError(f"{root / needed} is missing: the student package is built from the course's "
+                               "pyproject.toml, requirements.txt and helpers/")
     files: dict[str, Path | str] = {}
     for assignment in ASSIGNMENTS:
         folder = root / "release" / assignment
@@ -516,7 +520,7 @@ def published_tree_problems(root: Path) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="saliency-publish-check-") as tmp:
             try:
                 publish(root, Path(tmp) / "student", after, log=lambda line: None)
-            except PublishError as err:
+            except CourseError as err:
                 stage = f"--after {after}" if after else "before any deadline"
                 problems.append(f"course publish ({stage}): {err}")
     return problems
