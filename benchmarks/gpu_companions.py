@@ -4,7 +4,7 @@ The tests run everything on the CPU. This script, for one run on a lent GPU
 machine (which has torch, matplotlib and scipy but no Jupyter), checks what
 the tests cannot:
 
-1. ``attribution``: each method of ``course_tools.attribution`` on CUDA
+1. ``attribution``: each method of ``beyond.attribution`` on CUDA
    against the same method on the CPU, same inputs and the same explicit
    noise (largest difference relative to each image's largest attribution,
    reported with TF32 off and with PyTorch's default precision);
@@ -54,7 +54,7 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def section_attribution(device: torch.device) -> dict:
     import helpers
-    from course_tools import attribution
+    from beyond import attribution
 
     data = helpers.load_imagenet_val()
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Tests of ``course_tools.attribution``: each method against Captum's implementation.
+"""Tests of ``beyond.attribution``: each method against Captum's implementation.
 
 Same model (the untrained SqueezeNet), same inputs (lab images 4, 5, 6,
 whose class scores are alive under these weights), same target classes; the
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_tools.attribution import (
+from beyond.attribution import (
     IG_METHODS, REDUCTIONS, gradient_times_input, integrated_gradients, integration_points, noise_sigma,
     noise_tunnel, reduce_channels, vanilla_gradient,
 )

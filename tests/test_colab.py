@@ -62,26 +62,26 @@ def run_cell(source: str, monkeypatch, *, on_colab: bool) -> list[list[str]]:
 
 
 def test_outside_colab_the_cell_does_nothing(monkeypatch):
-    source = cell_source(ColabConfig("https://example.org/course", "v1"), instructor_tools=True)
+    source = cell_source(ColabConfig("https://example.org/course", "v1"), widgets=True)
     assert run_cell(source, monkeypatch, on_colab=False) == []
 
 
-@pytest.mark.parametrize("instructor_tools", [False, True])
-def test_on_colab_the_cell_installs_from_the_configured_address(monkeypatch, instructor_tools):
-    source = cell_source(ColabConfig("https://example.org/course", "v1"), instructor_tools=instructor_tools)
+@pytest.mark.parametrize("widgets", [False, True])
+def test_on_colab_the_cell_installs_only_the_student_package(monkeypatch, widgets):
+    source = cell_source(ColabConfig("https://example.org/course", "v1", "https://example.org/private"),
+                         widgets=widgets)
     calls = run_cell(source, monkeypatch, on_colab=True)
     assert len(calls) == 1
     cmd = calls[0]
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
-    assert "saliency-course-helpers @ git+https://example.org/course@v1" in cmd
-    tools = "saliency-course-instructor @ git+https://example.org/course@v1#subdirectory=instructor"
-    assert (tools in cmd) == instructor_tools
+    assert cmd[-1] == "saliency-course-helpers @ git+https://example.org/course@v1"
+    assert "instructor" not in " ".join(cmd) and "private" not in source
 
 
 def test_install_cell_adds_replaces_and_is_idempotent(tmp_path):
     path = tmp_path / "nb.ipynb"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("import course_tools")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("from beyond import sanity")]
     nbformat.write(nb, path)
     first = ColabConfig("https://example.org/a", "main")
     assert cell_problems(path, first)
@@ -91,7 +91,7 @@ def test_install_cell_adds_replaces_and_is_idempotent(tmp_path):
     cells = nbformat.read(path, as_version=4).cells
     assert len(cells) == 3 and cells[0].source.startswith(MARKER)
     assert cells[0].metadata["nbgrader"]["grade_id"] == GRADE_ID and cells[0].metadata["nbgrader"]["locked"]
-    assert "saliency-course-instructor" in cells[0].source   # the notebook uses course_tools
+    assert "enable_custom_widget_manager" in cells[0].source   # the notebook uses beyond: sliders
     second = ColabConfig("https://example.org/b", "v2")
     assert cell_problems(path, second) == [f"{path}: its Colab cell differs from course.toml's address "
                                            "(run `course colab`)"]
@@ -103,7 +103,11 @@ def test_install_cell_adds_replaces_and_is_idempotent(tmp_path):
 @pytest.mark.parametrize("text, match", [
     (None, "course.toml is missing"),
     ("[colab\n", "not valid TOML"),
-    ("[other]\n", "needs a \\[colab\\] table"),
+    ("[other]\n", "needs a \\[student\\] table"),
+    ('[student]\nrepository = "https://github.com/me/course"\n[instructor]\nrepository = "https://github.com/me/course.git"\n',
+     "is the instructor's repository"),
+    ('[student]\nrepository = "https://github.com/me/course"\n[instructor]\nrepository = "ssh://x"\n',
+     "\\[instructor\\] repository .* must be an https address"),
     ('[colab]\nrepository = "git@github.com:me/course.git"\n', "must be an https address"),
     ('[colab]\nrepository = "https://github.com/me/course\\"; import os"\n', "must be an https address"),
     ('[colab]\nrepository = "https://github.com/me/course"\nref = "--upgrade"\n', "must be a branch, tag or commit"),
@@ -118,6 +122,34 @@ def test_bad_configs_are_refused(tmp_path, text, match):
 def test_config_accepts_a_git_suffix(tmp_path):
     (tmp_path / "course.toml").write_text('[colab]\nrepository = "https://github.com/me/course.git"\n')
     assert read_config(tmp_path) == ColabConfig("https://github.com/me/course", "main")
+
+
+def test_student_and_instructor_repositories_are_read(tmp_path):
+    (tmp_path / "course.toml").write_text('[student]\nrepository = "https://github.com/me/course"\nref = "fall"\n'
+                                          '[instructor]\nrepository = "https://github.com/me/course-private"\n')
+    assert read_config(tmp_path) == ColabConfig("https://github.com/me/course", "fall",
+                                                 "https://github.com/me/course-private")
+
+
+def test_the_course_keeps_the_two_repositories_apart():
+    config = read_config(ROOT)
+    assert config.instructor_repository and config.instructor_repository != config.repository
+
+
+def test_a_cell_that_installs_from_the_instructor_repository_is_flagged(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    private = ColabConfig("https://example.org/private", "main")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, path)
+    install_cell(path, private, nbgrader=False)
+    config = ColabConfig("https://example.org/public", "main", "https://example.org/private")
+    assert cell_problems(path, config) == [f"{path}: its Colab cell installs from the instructor's (private) "
+                                           "repository; it must install only the student package from "
+                                           "https://example.org/public (run `course colab`)"]
+    other = ColabConfig("https://example.org/elsewhere", "main")
+    install_cell(path, other, nbgrader=False)
+    assert "differs from course.toml's address" in cell_problems(path, config)[0]
 
 
 def test_course_colab_and_check_on_a_copy(tmp_path, monkeypatch, capsys):

@@ -131,3 +131,16 @@ def test_execute_notebook_keeps_figures_only_when_asked(tmp_path):
         assert any(o.output_type == "stream" and "drawn" in o.text for o in outputs)
         pngs = [o for o in outputs if "data" in o and "image/png" in o.data]
         assert len(pngs) == expected, f"figures={figures}: {len(pngs)} PNG outputs"
+
+
+@pytest.mark.parametrize("word", __import__("course_tools.release", fromlist=["_FORBIDDEN"])._FORBIDDEN)
+def test_every_forbidden_word_of_the_release_is_caught(word, tmp_path):
+    """Each word of the release scan's list, planted alone in a released notebook, is reported."""
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "source", course / "source")
+    shutil.copytree(ROOT / "release", course / "release")
+    path = course / "release" / "lab" / "01_data_and_model.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"x = 1  # {word}"))
+    nbformat.write(nb, path)
+    assert leak_problems(course) == [f"release/lab/01_data_and_model.ipynb: contains {word!r}"]

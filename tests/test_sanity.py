@@ -1,4 +1,4 @@
-"""Tests of ``course_tools.sanity``: cascading randomisation and map similarity."""
+"""Tests of ``beyond.sanity``: cascading randomisation and map similarity."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from course_tools.attribution import vanilla_gradient
-from course_tools.sanity import (
+from beyond.attribution import vanilla_gradient
+from beyond.sanity import (
     cascading_randomization, edge_map, map_similarity, randomization_blocks, randomization_curve, spearman,
     ssim,
 )

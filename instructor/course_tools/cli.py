@@ -7,6 +7,7 @@ Examples
 ``course references``   only the reference arrays
 ``course check``        what CI checks: release up to date, no leaks, no committed outputs
 ``course strip``        remove outputs from the committed notebooks
+``course publish DEST`` write the student repository (add ``--after homework`` once its deadline has passed)
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def cmd_colab(root: Path, args: argparse.Namespace) -> int:
     for nb in changed:
         print(f"  {nb.relative_to(root)}")
     if config.is_placeholder:
-        print(f"  note: course.toml still has the template's address; set [colab] repository to "
-              "your course's repository before students use Colab")
+        print(f"  note: course.toml still has the template's address; set [student] repository to "
+              "your course's public student repository before students use Colab")
     return 0
 
 
@@ -110,6 +111,9 @@ def cmd_check(root: Path, args: argparse.Namespace) -> int:
         problems.append(str(err))
     problems += leak_problems(root)
     problems += release_differences(root)
+    from .publish import published_tree_problems
+
+    problems += published_tree_problems(root)
     for problem in problems:
         print(f"  {problem}")
     print("course check: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
@@ -138,6 +142,20 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
             changed += 1
             print(f"  stripped {nb_path.relative_to(root)}")
     print(f"{changed} notebook(s) changed")
+    return 0
+
+
+def cmd_publish(root: Path, args: argparse.Namespace) -> int:
+    from .colab import read_config
+    from .publish import publish
+
+    config = read_config(root)
+    print(f"Publishing the student tree for {config.repository}@{config.ref} into {args.dest} ...")
+    publish(root, args.dest, args.after)
+    print("Scanned: no solution, hidden test, mark scheme, reference or weights file, instructor import or fast "
+          f"SmoothGrad. Commit and push it: cd {args.dest} && git add -A && git commit -m 'publish' && git push")
+    if config.is_placeholder:
+        print("  note: course.toml still has the template's student address; set [student] repository first")
     return 0
 
 
@@ -203,7 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
     p.add_argument("--jobs", type=int, default=1)
     p.set_defaults(func=cmd_build)
-    sub.add_parser("check", help="release up to date, nothing leaked, no outputs committed, Colab cells current").set_defaults(func=cmd_check)
+    sub.add_parser("check", help="release up to date, nothing leaked (release and published tree), no outputs "
+                                  "committed, Colab cells current").set_defaults(func=cmd_check)
+    p = sub.add_parser("publish", help="write the student repository (release notebooks, helpers, README) into DEST")
+    p.add_argument("dest", help="folder of the public student repository (outside the course folder; empty, or "
+                                "written by an earlier publish)")
+    p.add_argument("--after", choices=["lab", "homework"], default=None,
+                   help="the last assignment whose deadline has passed: also publish the companion notebooks "
+                        "that answer it (and, after the homework, the beyond package)")
+    p.set_defaults(func=cmd_publish)
     p = with_model(sub.add_parser("grade", help="autograde every submission in submitted/ (in parallel)"))
     p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")

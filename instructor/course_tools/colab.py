@@ -3,19 +3,23 @@
 Colab opens a notebook without the course's package or data. Each source,
 release and companion notebook therefore starts with one code cell that, on
 Colab only (``"google.colab" in sys.modules``), installs the package from the
-instructor's repository with pip and fetches the data file (checked against
-its SHA-256). Anywhere else, including nbval, the grader and JupyterLab on a
+*student* repository with pip and fetches the data file (checked against its
+SHA-256). Anywhere else, including nbval, the grader and JupyterLab on a
 laptop, the cell does nothing.
 
-The repository address is set in one place, ``course.toml`` at the course
-root::
+Two repositories, both named in ``course.toml`` at the course root::
 
-    [colab]
+    [student]        # public: `course publish` writes it; Colab, Binder and the student README point here
     repository = "https://github.com/your-org/saliency-course"
     ref = "main"
 
-and ``course colab`` (also run by ``course build``) writes it into every
-notebook; ``course check`` reports a notebook whose cell is missing or stale.
+    [instructor]     # private: this repository (solutions, hidden tests); nothing students open points here
+    repository = "https://github.com/your-org/saliency-course-private"
+
+(``[colab]``, the former name of ``[student]``, is still read.) ``course colab``
+(also run by ``course build``) writes the student address into every notebook;
+``course check`` reports a notebook whose cell is missing, stale or points at
+the instructor's repository.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class ColabConfig:
 
     repository: str
     ref: str
+    #: The instructor's (private) repository, if course.toml names it; never written into a notebook.
+    instructor_repository: str | None = None
 
     @property
     def is_placeholder(self) -> bool:
@@ -55,7 +61,7 @@ class ColabConfig:
 
 
 def read_config(root: Path) -> ColabConfig:
-    """Read ``[colab]`` from ``course.toml`` at the course root.
+    """Read ``[student]`` (or its former name ``[colab]``) and ``[instructor]`` from ``course.toml``.
 
     Parameters
     ----------
@@ -75,41 +81,57 @@ def read_config(root: Path) -> ColabConfig:
     """
     path = Path(root) / CONFIG_FILE
     if not path.is_file():
-        raise ColabConfigError(f"{path} is missing: it sets the repository Colab installs the course from "
-                               f"([colab] repository = \"https://...\", ref = \"main\")")
+        raise ColabConfigError(f"{path} is missing: it sets the student repository Colab installs the course from "
+                               f"([student] repository = \"https://...\", ref = \"main\")")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("colab")
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ColabConfigError(f"{path} is not valid TOML: {err}") from err
+    name = "student" if "student" in settings else "colab"
+    table = settings.get(name)
     if not isinstance(table, dict):
-        raise ColabConfigError(f"{path} needs a [colab] table with repository and ref")
-    repository, ref = table.get("repository"), table.get("ref", "main")
-    if not isinstance(repository, str) or not re.fullmatch(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+", repository):
-        raise ColabConfigError(f"[colab] repository in {path} must be an https address such as "
-                               f"https://github.com/your-org/saliency-course, got {repository!r}")
+        raise ColabConfigError(f"{path} needs a [student] table with repository and ref (the public student "
+                               "repository that `course publish` writes)")
+    repository = _https_address(table.get("repository"), f"[{name}] repository in {path}")
+    ref = table.get("ref", "main")
     if not isinstance(ref, str) or not re.fullmatch(r"[A-Za-z0-9._/-]+", ref) or ref.startswith("-"):
-        raise ColabConfigError(f"[colab] ref in {path} must be a branch, tag or commit, got {ref!r}")
-    return ColabConfig(repository.removesuffix(".git"), ref)
+        raise ColabConfigError(f"[{name}] ref in {path} must be a branch, tag or commit, got {ref!r}")
+    instructor = settings.get("instructor", {})
+    if not isinstance(instructor, dict):
+        raise ColabConfigError(f"[instructor] in {path} must be a table with repository")
+    private = instructor.get("repository")
+    if private is not None:
+        private = _https_address(private, f"[instructor] repository in {path}")
+        if private.lower() == repository.lower():
+            raise ColabConfigError(f"[{name}] repository in {path} is the instructor's repository ({private}): "
+                                   "students get a separate, public repository written by `course publish`; the "
+                                   "instructor's, with solutions and hidden tests, stays private")
+    return ColabConfig(repository, ref, private)
 
 
-def cell_source(config: ColabConfig, *, instructor_tools: bool = False) -> str:
+def _https_address(value: object, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+", value):
+        raise ColabConfigError(f"{what} must be an https address such as "
+                               f"https://github.com/your-org/saliency-course-student, got {value!r}")
+    return value.removesuffix(".git")
+
+
+def cell_source(config: ColabConfig, *, widgets: bool = False) -> str:
     """The Colab cell's code for one notebook.
 
     Parameters
     ----------
     config : ColabConfig
-        The repository and ref.
-    instructor_tools : bool
-        Also install ``saliency-course-instructor`` (the companion notebooks
-        that use ``course_tools``) and turn on Colab's widget manager.
+        The student repository and ref (the package there holds ``helpers``, and ``beyond`` once it is
+        published after the homework).
+    widgets : bool
+        Also turn on Colab's widget manager (the companion notebooks beyond the lab).
 
     Returns
     -------
     str
     """
     packages = ['f"saliency-course-helpers @ git+{COURSE}@{REF}"']
-    if instructor_tools:
-        packages.append('f"saliency-course-instructor @ git+{COURSE}@{REF}#subdirectory=instructor"')
     lines = [
         MARKER + ": on Google Colab this installs the course's package and",
         "# fetches the data; anywhere else it does nothing. The address is set in the course's course.toml.",
@@ -126,7 +148,7 @@ def cell_source(config: ColabConfig, *, instructor_tools: bool = False) -> str:
         "",
         "    importlib.invalidate_caches()   # see the packages just installed",
     ]
-    if instructor_tools:
+    if widgets:
         lines += ["    from google.colab import output",
                   "    output.enable_custom_widget_manager()   # sliders (ipywidgets 8)"]
     lines += ["    import helpers",
@@ -139,13 +161,15 @@ def is_colab_cell(cell: dict) -> bool:
     return cell.get("cell_type") == "code" and str(cell.get("source", "")).startswith(MARKER)
 
 
-def _needs_instructor_tools(nb) -> bool:
-    return any("course_tools" in c.source for c in nb.cells if c.cell_type == "code" and not is_colab_cell(c))
+def _needs_widgets(nb) -> bool:
+    """The notebooks beyond the lab (they import ``beyond``) have sliders."""
+    return any(re.search(r"^\s*(from|import)\s+beyond\b", c.source, re.M)
+               for c in nb.cells if c.cell_type == "code" and not is_colab_cell(c))
 
 
 def expected_cell(nb, config: ColabConfig, *, nbgrader: bool) -> nbformat.NotebookNode:
     """The Colab cell ``nb`` should start with."""
-    cell = nbformat.v4.new_code_cell(cell_source(config, instructor_tools=_needs_instructor_tools(nb)))
+    cell = nbformat.v4.new_code_cell(cell_source(config, widgets=_needs_widgets(nb)))
     if nbgrader:
         cell.metadata["nbgrader"] = {"grade": False, "grade_id": GRADE_ID, "locked": True,
                                      "schema_version": 3, "solution": False, "task": False}
@@ -180,6 +204,10 @@ def cell_problems(path: Path, config: ColabConfig, *, nbgrader: bool | None = No
     if not nb.cells or not is_colab_cell(nb.cells[0]):
         return [f"{path}: does not start with the Colab set-up cell (run `course colab`)"]
     want = expected_cell(nb, config, nbgrader=False)
+    private = config.instructor_repository
+    if private and private.lower() in nb.cells[0].source.lower() or "saliency-course-instructor" in nb.cells[0].source:
+        return [f"{path}: its Colab cell installs from the instructor's (private) repository; it must install only "
+                f"the student package from {config.repository} (run `course colab`)"]
     if nb.cells[0].source != want.source:
         return [f"{path}: its Colab cell differs from course.toml's address (run `course colab`)"]
     if nbgrader and nb.cells[0].metadata.get("nbgrader", {}).get("grade_id") != GRADE_ID:
