@@ -54,6 +54,15 @@ def untrained_model():
         return load_squeezenet("untrained", "cpu")
 
 
+@pytest.fixture(scope="session")
+def untrained_model_f64(untrained_model):
+    """The untrained network in float64: comparisons across batch sizes or libraries then see no ReLU or
+    max-pool decision flipped by float32 rounding (its non-zero biases put many activations near 0)."""
+    import copy
+
+    return copy.deepcopy(untrained_model).double()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

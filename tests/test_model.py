@@ -186,11 +186,28 @@ def test_weights_description(untrained_model):
 
 # --------------------------------------------------------------------------- pretrained from the torch cache
 
+def test_a_state_dict_in_the_torch_cache_under_the_official_name_is_refused(tmp_path):
+    # Right shapes, official file name, wrong contents: torchvision checks no hash of a cached file.
+    target = _checkpoints(tmp_path) / PRETRAINED_FILENAME
+    target.parent.mkdir(parents=True)
+    torch.save(_state_with_seed(5), target)
+    before = target.read_bytes()
+    with pytest.raises(WeightsUnavailableError, match=r"SHA-256 starts with .*expected b8a52dc0.*delete it"):
+        load_squeezenet("pretrained", "cpu")
+    assert target.read_bytes() == before, "the cached file is reported, never deleted or changed"
+
+
 def test_pretrained_from_a_file_in_the_torch_cache(tmp_path, monkeypatch):
+    import hashlib
+
+    import helpers.model
+
     state = _state_with_seed(5)
     target = _checkpoints(tmp_path) / PRETRAINED_FILENAME
     target.parent.mkdir(parents=True)
     torch.save(state, target)
+    # Stand in for torchvision's file: accept this file's hash prefix.
+    monkeypatch.setattr(helpers.model, "PRETRAINED_HASH_PREFIX", hashlib.sha256(target.read_bytes()).hexdigest()[:8])
     loads = _spy_on_torch_load(monkeypatch)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
