@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers._validation import describe, require_choice, require_number, require_tensor
+from helpers._validation import (describe, require_choice, require_finite_tensor, require_model, require_number,
+                                 require_tensor)
 
 __all__ = [
     "REDUCTIONS", "NOISE_TUNNEL_KINDS", "IG_METHODS",
@@ -59,8 +60,8 @@ def _check_inputs(inputs: Any, target: Any, model: Any) -> tuple[torch.Tensor, t
     require_tensor("inputs", inputs, ndim=4, floating=True)
     if inputs.shape[1] != 3:
         raise ValueError(f"inputs must have 3 colour channels, shape (N, 3, H, W), got {tuple(inputs.shape)}")
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {describe(model)}")
+    require_finite_tensor("inputs", inputs)
+    require_model("model", model, inputs=inputs)
     if isinstance(target, (list, tuple, np.ndarray)):
         target = torch.as_tensor(np.asarray(target))
     require_tensor("target", target, ndim=1)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from helpers._validation import describe, require_ndarray, require_number
+from helpers._validation import describe, require_model, require_ndarray, require_number, require_real_array
 
 __all__ = [
     "randomization_blocks", "cascading_randomization", "spearman", "ssim", "map_similarity",
@@ -117,14 +117,7 @@ def cascading_randomization(model: torch.nn.Module, seed: int = 0
 
 
 def _as_maps(name: str, value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    value = require_ndarray(name, value, ndim=3)
-    if not np.issubdtype(value.dtype, np.floating):
-        value = value.astype(np.float64)
-    if not np.isfinite(value).all():
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return value.astype(np.float64, copy=False)
+    return require_real_array(name, value, ndim=3).astype(np.float64, copy=False)
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -226,9 +219,9 @@ def map_similarity(original: torch.Tensor | np.ndarray, other: torch.Tensor | np
     """
     from .attribution import reduce_channels
 
-    a = torch.as_tensor(original.detach().cpu() if isinstance(original, torch.Tensor) else original)
-    b = torch.as_tensor(other.detach().cpu() if isinstance(other, torch.Tensor) else other)
-    if a.dim() != 4 or a.shape != b.shape:
+    a = torch.from_numpy(np.ascontiguousarray(require_real_array("original", original, ndim=4), dtype=np.float64))
+    b = torch.from_numpy(np.ascontiguousarray(require_real_array("other", other, ndim=4), dtype=np.float64))
+    if a.shape != b.shape:
         raise ValueError(f"original and other must be (N, 3, H, W) attributions of one shape, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
     abs_a, abs_b = reduce_channels(a, "max_abs").numpy(), reduce_channels(b, "max_abs").numpy()

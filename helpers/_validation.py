@@ -1,4 +1,8 @@
-"""Small argument checks shared by the public functions of :mod:`helpers`.
+"""Small argument checks shared by the public functions of :mod:`helpers` and ``course_tools``.
+
+This is the one validation layer: argument checks, the conversion of tensors
+to numpy arrays, and the checks of a model against its inputs live here, and
+every public function uses them rather than a copy of its own.
 
 Every check raises :class:`TypeError` for a value of the wrong kind and
 :class:`ValueError` for a value of the right kind but the wrong shape, range or
@@ -23,6 +27,98 @@ def describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"a numpy array of shape {value.shape} and dtype {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def to_numpy(name: str, value: Any) -> np.ndarray:
+    """Return ``value`` as a numpy array: tensors are detached and moved to the CPU.
+
+    Half-precision tensors (bfloat16, float16) become float32, which numpy can
+    hold exactly. Anything that is neither a tensor nor an array is refused.
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.float()
+        return value.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {describe(value)}")
+
+
+def require_real_array(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
+                       finite: bool = True) -> np.ndarray:
+    """A non-empty array (or tensor, converted) of real numbers, finite unless ``finite=False``.
+
+    Booleans and complex numbers are refused (TypeError); NaN or infinite
+    values are refused (ValueError) with their count, because one of them
+    silently spoils every statistic of the array.
+    """
+    arr = require_ndarray(name, to_numpy(name, value), ndim=ndim)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)
+                                     or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}")
+    if finite and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} must be finite, but {bad} of its {arr.size} values are NaN or infinite")
+    return arr
+
+
+def require_flag(name: str, value: Any) -> bool:
+    """Check a True/False switch: strings such as ``'no'`` and numbers are refused, not taken as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {describe(value)}")
+    return bool(value)
+
+
+def require_text(name: str, value: Any, *, optional: bool = True) -> str | None:
+    """Check a str (or ``None`` when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str{' or None' if optional else ''}, got {describe(value)}")
+    return value
+
+
+def require_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Refuse a floating tensor holding NaN or infinite values (a gradient of it means nothing)."""
+    if value.is_floating_point() or value.is_complex():
+        bad = int((~torch.isfinite(value.detach())).sum())
+        if bad:
+            raise ValueError(f"{name} must be finite, but {bad} of its {value.numel()} values are NaN or infinite")
+    return value
+
+
+def require_model(name: str, model: Any, *, inputs: torch.Tensor | None = None,
+                  inputs_name: str = "inputs") -> torch.nn.Module:
+    """Check a model for computing gradients, and that it fits ``inputs``.
+
+    Refused, each with the fix in the message: an object that is not a
+    ``torch.nn.Module``; a model in training mode (dropout and batch-norm then
+    change the maps from call to call); parameters in half precision (their
+    gradients are too coarse for saliency maps); and, given ``inputs``, a
+    floating dtype or a device that differs from the model's.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
+    training = [n or type(m).__name__ for n, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(f"{name} is in training mode (dropout and batch-norm then change the maps on every "
+                         f"call; first in training mode: {training[0]!r}): call {name}.eval() first")
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    if not params:
+        return model
+    dtype, device = params[0].dtype, params[0].device
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} has {dtype} parameters; gradients in half precision are too coarse for "
+                        f"saliency maps: call {name}.float() first")
+    if inputs is not None:
+        if inputs.is_floating_point() and inputs.dtype != dtype:
+            raise TypeError(f"{inputs_name} has dtype {inputs.dtype} but {name}'s parameters are {dtype}: "
+                            f"convert with {inputs_name}.to({dtype}) (float32 is the lab's)")
+        if inputs.device != device:
+            raise ValueError(f"{inputs_name} is on {inputs.device} but {name} is on {device}: move one to the "
+                             f"other with .to(device)")
+    return model
 
 
 def require_ndarray(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,

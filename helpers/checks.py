@@ -55,7 +55,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ._validation import describe, require_choice, require_number
+from ._validation import describe, require_choice, require_flag, require_number, to_numpy
 
 __all__ = [
     "DEFAULT_RTOL", "ATOL_FRACTION", "DEAD_IMAGE_FRACTION", "ZERO_ATOL", "NUM_CHANNELS",
@@ -346,10 +346,9 @@ def _is_number(value: Any) -> bool:
 
 def _tensor_to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
     shown = str(t.dtype)
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.cpu().numpy(), shown
+    if t.dtype == torch.float16:
+        return t.detach().cpu().numpy(), shown   # numpy holds float16: keep it, the dtype check names it
+    return to_numpy("value", t), shown
 
 
 def _compare_any(student: Any, reference: np.ndarray, *, name: str, expect: str, core) -> Verdict:

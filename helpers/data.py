@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import NUM_IMAGENET_CLASSES, describe, require_labels, require_number
+from ._validation import NUM_IMAGENET_CLASSES, describe, require_flag, require_labels, require_number
 
 DATA_URL = "https://raw.githubusercontent.com/CNN-ADF/Task2020/master/resources/imagenet_val_25.npz"
 DATA_SHA256 = "35141609d22457c791e8fbe10c2d3b09ed0d6a04b669173e9fbebb0b4915cd3c"
@@ -87,7 +87,15 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: The lab's file has 3,940,548 bytes; a much larger one is refused before it is hashed.
+MAX_DATA_BYTES = 64 * 1024 * 1024
+
+
 def _check_hash(path: Path, origin: str) -> str:
+    size = path.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise DataFileError(f"{path} ({origin}) is not the lab's data file: it has {size:,} bytes, the lab's "
+                            f"{DATA_FILENAME} about 4 MB. Download it again from {DATA_URL}.")
     actual = sha256_of(path)
     if actual != DATA_SHA256:
         raise DataFileError(
@@ -100,8 +108,14 @@ def _check_hash(path: Path, origin: str) -> str:
 
 def _download(dest: Path, url: str = DATA_URL, timeout: float = 60.0) -> None:
     """Download ``url`` to ``dest`` atomically, checking the hash before the rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".npz", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".npz", dir=dest.parent)
+    except OSError as err:  # the cache folder (or a parent) is a file, or not writable
+        raise DataFileError(
+            f"Cannot write the data file into the cache folder {dest.parent} ({err.strerror or err}): "
+            f"if a file of that name is in the way, rename it; or pass path=... or set {DATA_ENV_VAR}."
+        ) from err
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -143,6 +157,7 @@ def locate_data_file(path: str | os.PathLike | None = None, *, download: bool = 
     """
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {describe(path)}")
+    download = require_flag("download", download)
     candidates: list[tuple[Path, str]] = []
     if path is not None:
         candidates.append((Path(path), "the path you passed"))
@@ -151,7 +166,8 @@ def locate_data_file(path: str | os.PathLike | None = None, *, download: bool = 
     if candidates:
         chosen, origin = candidates[0]
         if not chosen.is_file():
-            raise DataFileError(f"{chosen} ({origin}) does not exist or is not a file.")
+            what = "is a folder, not the data file" if chosen.is_dir() else "does not exist or is not a file"
+            raise DataFileError(f"{chosen} ({origin}) {what}: expected the path of {DATA_FILENAME}.")
         _check_hash(chosen, origin)
         return chosen
     cached = cache_dir() / DATA_FILENAME
@@ -275,6 +291,10 @@ def load_imagenet_val(num: int | None = None, *, path: str | os.PathLike | None 
     DataFileError
         If the file is missing, not the lab's file, damaged or unsafe.
     """
+    if num is not None:
+        require_number("num", num, low=1, integer=True)
+    if seed is not None:
+        require_number("seed", seed, low=0, integer=True)
     file = locate_data_file(path, download=download)
     X, y, names = _read_arrays(file)
     total = X.shape[0]

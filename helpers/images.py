@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms as T
-from PIL import Image
+from PIL import Image, ImageOps
 
-from ._validation import describe, require_ndarray, require_number, require_rng, require_tensor
+from ._validation import (describe, require_flag, require_ndarray, require_number, require_real_array,
+                          require_rng, require_tensor)
 
 #: Per-channel mean of the ImageNet training images (RGB, values in 0..1).
 SQUEEZENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -24,17 +25,99 @@ SQUEEZENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 __all__ = [
     "SQUEEZENET_MEAN", "SQUEEZENET_STD", "preprocess", "deprocess", "rescale",
-    "blur_image", "preprocess_batch", "add_noise",
+    "blur_image", "preprocess_batch", "add_noise", "to_rgb", "MAX_PIXELS", "MAX_ASPECT",
 ]
+
+#: Largest image (in pixels) the course decodes: 50 megapixels, beyond any phone photo's need here.
+MAX_PIXELS = 50_000_000
+#: Largest ratio of an image's long side to its short side. Resizing the short side to 224 makes a
+#: 1 x 20000 strip 224 x 4,480,000 pixels (gigabytes as floats); such a strip has nothing to classify.
+MAX_ASPECT = 20
+# PIL modes whose pixel values are not 0..255 bytes: they are converted by value range, never cast
+# (a cast clips a 16-bit or int32 image to white and truncates a float image to black).
+_WIDE_MODES = ("I", "F")
+
+
+def _check_size(name: str, width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"{name} must have at least one pixel, got {width} x {height}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{name} is {width} x {height} pixels, more than the {MAX_PIXELS:,} this course "
+                         "decodes: shrink it first (any photo editor), the network sees 224 x 224 anyway")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ValueError(f"{name} is {width} x {height} pixels: its long side is more than {MAX_ASPECT} times "
+                         "its short side, which resizing would blow up to gigabytes; crop it first")
+
+
+def _wide_to_uint8(name: str, img: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float PIL image as uint8 grey values, by its value range."""
+    arr = np.asarray(img)
+    if arr.ndim == 3:  # e.g. "I;16" read as (H, W, 1)
+        arr = arr[..., 0]
+    values = arr.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite pixel values")
+    low, high = float(values.min()), float(values.max())
+    if img.mode.startswith("I;16"):
+        scaled = values / 257.0                      # nominal 16-bit range 0..65535
+    elif img.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0                      # float image in 0..1
+    elif low >= 0 and high <= 255:
+        scaled = values                              # already 8-bit values
+    elif img.mode != "F" and low >= 0 and high <= 65535:
+        scaled = values / 257.0                      # a 16-bit image held as int32 (e.g. from PNG or TIFF)
+    else:                                            # anything else: stretch its own range to 0..255
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Any, name: str = "img") -> Image.Image:
+    """Return a PIL image as 8-bit RGB, turned upright, converting its pixel values by their range.
+
+    16-bit and 32-bit integer images (PNG, TIFF) are scaled from their range
+    (0..65535 for 16-bit data) to 0..255, and float images from 0..1 (or their
+    own range), rather than cast, which would make them all white or all black.
+    The EXIF orientation is applied. Images over :data:`MAX_PIXELS` pixels or
+    with sides more than :data:`MAX_ASPECT` times apart are refused before
+    anything is decoded.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        Any PIL image (as returned by ``PIL.Image.open``).
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``"RGB"``.
+    """
+    if not isinstance(img, Image.Image):
+        raise TypeError(f"{name} must be a PIL image, got {describe(img)}")
+    _check_size(name, *img.size)
+    try:
+        img = ImageOps.exif_transpose(img)
+        if img.mode == "RGB":
+            return img
+        if img.mode.startswith(_WIDE_MODES):
+            grey = _wide_to_uint8(name, img)
+            return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+        return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ValueError) and str(err).startswith(name):
+            raise
+        raise ValueError(f"{name} could not be decoded as an image ({err})") from err
 
 
 def _as_pil(img: Any, name: str = "img") -> Image.Image:
     if isinstance(img, Image.Image):
-        return img.convert("RGB") if img.mode != "RGB" else img
+        return to_rgb(img, name)
     if isinstance(img, np.ndarray):
         require_ndarray(name, img, ndim=3, dtype=np.uint8)
         if img.shape[2] != 3:
             raise ValueError(f"{name} must be an RGB image of shape (H, W, 3), got shape {img.shape}")
+        _check_size(name, img.shape[1], img.shape[0])
         return Image.fromarray(img)
     raise TypeError(f"{name} must be a PIL image or a uint8 numpy array (H, W, 3), got {describe(img)}")
 
@@ -58,8 +141,8 @@ def preprocess(img: Image.Image | np.ndarray, size: int = 224) -> torch.Tensor:
     torch.Tensor
         Float32 tensor of shape (1, 3, H', W').
     """
+    require_number("size", size, low=1, high=1024, integer=True)
     pil = _as_pil(img)
-    require_number("size", size, low=1, integer=True)
     transform = T.Compose([
         T.Resize(size),
         T.ToTensor(),
@@ -71,12 +154,30 @@ def preprocess(img: Image.Image | np.ndarray, size: int = 224) -> torch.Tensor:
 def rescale(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """Linearly map ``x`` to [0, 1] (min to 0, max to 1).
 
-    A constant input maps to zeros rather than dividing by zero.
+    A constant input maps to zeros rather than dividing by zero. Integer
+    input is computed in floating point (no wrap-around); NaN or infinite
+    values, booleans and complex numbers are refused, since one of them would
+    spoil the whole image.
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Real numbers, any shape.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        Same kind and shape as ``x``; floating point (float32 for integer tensors,
+        float64 for integer arrays).
     """
     if not isinstance(x, (torch.Tensor, np.ndarray)):
         raise TypeError(f"x must be a torch.Tensor or numpy array, got {describe(x)}")
-    if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
-        raise ValueError("x must not be empty")
+    require_real_array("x", x)   # real, non-empty, finite (converted copy only for the check)
+    if isinstance(x, torch.Tensor):
+        if not x.is_floating_point():
+            x = x.float()
+    elif not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
     low, high = x.min(), x.max()
     span = high - low
     if float(span) == 0.0:
@@ -100,6 +201,7 @@ def deprocess(img: torch.Tensor, should_rescale: bool = True) -> Image.Image:
     PIL.Image.Image
     """
     require_tensor("img", img, ndim=(3, 4), floating=True)
+    should_rescale = require_flag("should_rescale", should_rescale)
     if img.dim() == 4:
         if img.shape[0] != 1:
             raise ValueError(f"img must hold a single image, got a batch of {img.shape[0]}")
@@ -107,6 +209,9 @@ def deprocess(img: torch.Tensor, should_rescale: bool = True) -> Image.Image:
     if img.shape[0] != 3:
         raise ValueError(f"img must have 3 channels first, got shape {tuple(img.shape)}")
     x = img.detach().cpu().float()
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"img must be finite, but {bad} of its {x.numel()} values are NaN or infinite")
     mean = torch.from_numpy(SQUEEZENET_MEAN)[:, None, None]
     std = torch.from_numpy(SQUEEZENET_STD)[:, None, None]
     x = x * std + mean
@@ -122,7 +227,9 @@ def blur_image(X: torch.Tensor, sigma: float = 1) -> torch.Tensor:
     X : torch.Tensor
         Tensor of shape (N, C, H, W); modified in place.
     sigma : float, default 1
-        Standard deviation of the Gaussian, in pixels.
+        Standard deviation of the Gaussian, in pixels: > 0 and at most the
+        image's longer side (a wider blur only averages the whole image, and
+        its kernel would take minutes to apply).
 
     Returns
     -------
@@ -130,7 +237,8 @@ def blur_image(X: torch.Tensor, sigma: float = 1) -> torch.Tensor:
         ``X`` itself, blurred.
     """
     require_tensor("X", X, ndim=4, floating=True)
-    require_number("sigma", sigma, low=0, low_inclusive=False)
+    longest = max(X.shape[2], X.shape[3])
+    require_number("sigma", sigma, low=0, high=longest, low_inclusive=False)
     from scipy.ndimage import gaussian_filter1d  # imported here: scipy.ndimage is slow to import
 
     X_np = X.detach().cpu().clone().numpy()

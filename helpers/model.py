@@ -28,13 +28,16 @@ from pathlib import Path
 import torch
 from torchvision.models import SqueezeNet, SqueezeNet1_1_Weights, squeezenet1_1
 
-from ._validation import describe
+from ._validation import describe, require_flag
 
 WEIGHTS_ENV_VAR = "SALIENCY_WEIGHTS"
 #: First hex digits of the SHA-256 of torchvision's squeezenet1_1 file.
 PRETRAINED_HASH_PREFIX = "b8a52dc0"
 PRETRAINED_FILENAME = "squeezenet1_1-b8a52dc0.pth"
 UNTRAINED_SEED = 0
+#: Size of torchvision's squeezenet1_1 file is 4,966,400 bytes; anything far larger is not it, and is
+#: refused before it is read (hashing a multi-GiB file would take minutes).
+MAX_WEIGHTS_BYTES = 16 * 1024 * 1024
 
 __all__ = [
     "WEIGHTS_ENV_VAR", "WeightsUnavailableError", "UntrainedWeightsWarning",
@@ -72,6 +75,12 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'cuda', 'mps' or 'auto', got {device!r}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but this machine has no usable CUDA GPU; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} names GPU {dev.index}, but this machine has "
+                         f"{torch.cuda.device_count()} (cuda:0 to cuda:{torch.cuda.device_count() - 1}); "
+                         "use 'cuda' or 'auto'")
+    if dev.type == "mps" and dev.index not in (None, 0):
+        raise ValueError(f"device={str(device)!r}: there is only one MPS device, 'mps'")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device='mps' was asked for but MPS is not available here; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda", "mps"):
@@ -91,10 +100,32 @@ def _how_to_provide() -> str:
     )
 
 
+#: Biases of the untrained network, drawn from a generator seeded with UNTRAINED_SEED: uniform in
+#: +-INNER_BIAS for every convolution but the last, normal(FINAL_BIAS, FINAL_BIAS / 3) for the final one.
+#: Torchvision's zero biases make a ReLU-and-pooling network positively homogeneous (f(a x) = a f(x)),
+#: so Integrated Gradients from a zero baseline would equal gradient x input whatever its path, and
+#: three of the 25 images would have a correct-class score of exactly 0 and all-zero gradients.
+#: With these values every image is alive, and the gradients of images 0..5 do not depend on the batch
+#: size in float32 (no near-zero ReLU flips between a batch of one and of six; the hidden checks use
+#: X[:4] and X[:6]); tests/test_model.py checks all three properties.
+UNTRAINED_INNER_BIAS = 0.1
+UNTRAINED_FINAL_BIAS = 0.5
+
+
 def _untrained() -> SqueezeNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(UNTRAINED_SEED)
         model = squeezenet1_1(weights=None)
+    generator = torch.Generator(device="cpu").manual_seed(UNTRAINED_SEED)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+                bias = torch.empty(module.bias.shape)
+                if name == "classifier.1":
+                    bias.normal_(UNTRAINED_FINAL_BIAS, UNTRAINED_FINAL_BIAS / 3, generator=generator)
+                else:
+                    bias.uniform_(-UNTRAINED_INNER_BIAS, UNTRAINED_INNER_BIAS, generator=generator)
+                module.bias.copy_(bias)
     warnings.warn(
         "SqueezeNet has UNTRAINED (random) weights: its scores and saliency maps show no learned "
         "evidence. Use weights='pretrained' for the real lab.",
@@ -103,15 +134,30 @@ def _untrained() -> SqueezeNet:
     return model
 
 
+def _check_weights_file(path: Path) -> None:
+    """Refuse a file that is not torchvision's: too large (checked first, nothing read), or the wrong hash."""
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise WeightsUnavailableError(
+            f"{path} is not torchvision's SqueezeNet 1.1 file: it has {size:,} bytes, and that file has about "
+            f"5 MB (at most {MAX_WEIGHTS_BYTES:,} bytes are accepted). " + _how_to_provide())
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    hexdigest = digest.hexdigest()
+    if not hexdigest.startswith(PRETRAINED_HASH_PREFIX):
+        raise WeightsUnavailableError(
+            f"{path} is not torchvision's SqueezeNet 1.1 file: its SHA-256 starts with {hexdigest[:8]}, "
+            f"expected {PRETRAINED_HASH_PREFIX}. The file may be truncated or another model's weights; "
+            "delete it and download it again."
+        )
+
+
 def _from_file(path: Path) -> SqueezeNet:
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist. " + _how_to_provide())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(PRETRAINED_HASH_PREFIX):
-        raise WeightsUnavailableError(
-            f"{path} is not torchvision's SqueezeNet 1.1 file: its SHA-256 starts with {digest[:8]}, "
-            f"expected {PRETRAINED_HASH_PREFIX}. The file may be truncated or another model's weights."
-        )
+    _check_weights_file(path)
     model = squeezenet1_1(weights=None)
     try:
         # weights_only=True: a weight file is data, never code.
@@ -129,6 +175,11 @@ def _pretrained(progress: bool) -> SqueezeNet:
     # ``torch.load(weights_only=False)``, i.e. it unpickles arbitrary code from the torch cache.
     # The state dict is fetched the same way (same cache file, hash-checked download) but read
     # with ``weights_only=True``.
+    # torchvision checks the hash of a file it downloads, but not of one already in the cache: a state
+    # dict of the right shapes saved there under the official name would load as "pretrained".
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / PRETRAINED_FILENAME
+    if cached.is_file():
+        _check_weights_file(cached)
     model = squeezenet1_1(weights=None)
     try:
         state = SqueezeNet1_1_Weights.IMAGENET1K_V1.get_state_dict(
@@ -168,6 +219,7 @@ def load_squeezenet(weights: str | os.PathLike | None = None, device: str | torc
         If pretrained weights were asked for and cannot be had; the message
         says how to provide them.
     """
+    progress = require_flag("progress", progress)
     if weights is None:
         weights = os.environ.get(WEIGHTS_ENV_VAR) or "pretrained"
     if not isinstance(weights, (str, os.PathLike)):

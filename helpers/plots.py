@@ -44,7 +44,8 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ._validation import describe, require_choice, require_labels, require_ndarray, require_number
+from ._validation import (describe, require_choice, require_flag, require_labels, require_ndarray, require_number,
+                          require_real_array, require_text, to_numpy)
 from .data import class_name
 
 __all__ = [
@@ -74,30 +75,6 @@ _ROW_LABEL_FONTSIZE = 11
 # Validation and conversion
 # --------------------------------------------------------------------------- #
 
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    """Return ``value`` as a numpy array (tensors are detached and moved to the CPU)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        if value.dtype in (torch.bfloat16,):
-            value = value.float()
-        return value.numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {describe(value)}")
-
-
-def _require_real(name: str, value: Any, *, ndim: int | Sequence[int] | None) -> np.ndarray:
-    """A non-empty, finite, real-valued numeric array of the given ndim."""
-    arr = require_ndarray(name, _to_numpy(name, value), ndim=ndim)
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)
-                                     or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{name} must be finite, but {bad} of its {arr.size} values are NaN or infinite")
-    return arr
-
-
 def _check_rgb_values(name: str, arr: np.ndarray) -> np.ndarray:
     """Check the dtype and value range of channels-last RGB image data."""
     if arr.shape[-1] != 3:
@@ -124,7 +101,7 @@ def _check_rgb_values(name: str, arr: np.ndarray) -> np.ndarray:
 
 def _require_images(name: str, X: Any) -> np.ndarray:
     """A batch of RGB images (N, H, W, 3), uint8 or float in [0, 1]."""
-    arr = require_ndarray(name, _to_numpy(name, X), ndim=4)
+    arr = require_ndarray(name, to_numpy(name, X), ndim=4)
     return _check_rgb_values(name, arr)
 
 
@@ -132,7 +109,7 @@ def _require_image(name: str, image: Any) -> np.ndarray:
     """One RGB image (H, W, 3), uint8 or float in [0, 1], or a PIL image."""
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
-    arr = _to_numpy(name, image)
+    arr = to_numpy(name, image)
     if isinstance(arr, np.ndarray) and arr.ndim == 4:
         raise ValueError(f"{name} must be one image of shape (H, W, 3), got a batch of shape {arr.shape}; "
                          f"pass {name}[i]")
@@ -142,13 +119,13 @@ def _require_image(name: str, image: Any) -> np.ndarray:
 
 def _require_maps(name: str, maps: Any, X: np.ndarray, images_name: str = "X") -> np.ndarray:
     """One 2-D map per image, (N, H, W), matching the images' count and size."""
-    arr = _to_numpy(name, maps)
+    arr = to_numpy(name, maps)
     if isinstance(arr, np.ndarray) and arr.ndim == 4:
         raise ValueError(
             f"{name} must be (N, H, W): one 2-D map per image, got shape {arr.shape}. "
             "Reduce the colour channels to one map per image first."
         )
-    arr = _require_real(name, arr, ndim=3)
+    arr = require_real_array(name, arr, ndim=3)
     if arr.shape[0] != X.shape[0]:
         raise ValueError(f"{name} has {arr.shape[0]} maps but {images_name} has {X.shape[0]} images; "
                          "the counts must match")
@@ -162,20 +139,6 @@ def _require_class_names(class_names: Any) -> dict[int, str] | None:
     if class_names is not None and not isinstance(class_names, dict):
         raise TypeError(f"class_names must be a dict of int to str, got {describe(class_names)}")
     return class_names
-
-
-def _require_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {describe(value)}")
-    return bool(value)
-
-
-def _require_text(name: str, value: Any, *, optional: bool = True) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str{' or None' if optional else ''}, got {describe(value)}")
-    return value
 
 
 def _resolve_cmap(cmap: Any) -> tuple[Colormap, bool]:
@@ -323,7 +286,7 @@ def show_images(X: np.ndarray | torch.Tensor, labels: Any = None, class_names: d
     X = _require_images("X", X)
     n = X.shape[0]
     panel_titles = _titles_for(n, labels, class_names, titles)
-    title = _require_text("title", title)
+    title = require_text("title", title)
     if ncols is None:
         ncols = n if n <= 6 else 5
     else:
@@ -397,20 +360,20 @@ def show_image_and_map(image: np.ndarray | torch.Tensor, saliency_map: np.ndarra
         non-finite map, an unknown colour map, or a label outside 0..999.
     """
     image = _require_image("image", image)
-    m = _to_numpy("saliency_map", saliency_map)
+    m = to_numpy("saliency_map", saliency_map)
     if isinstance(m, np.ndarray) and m.ndim == 3 and m.shape[0] != 3:
         raise ValueError(f"saliency_map must be (H, W) or (3, H, W) with channels first, got shape {m.shape}")
-    m = _require_real("saliency_map", m, ndim=(2, 3))
+    m = require_real_array("saliency_map", m, ndim=(2, 3))
     if m.shape[-2:] != image.shape[:2]:
         raise ValueError(f"saliency_map is {m.shape[-2]}x{m.shape[-1]} but image is "
                          f"{image.shape[0]}x{image.shape[1]}; the map must have the image's height and width")
     multi = m.ndim == 3
     cmap_obj, diverging = _resolve_cmap(cmap if cmap is not None else ("diverging" if multi else "gray"))
     diverging = diverging or multi
-    colorbar = _require_flag("colorbar", colorbar)
-    panel_titles = _titles_for(1, label, class_names, None if title is None else [_require_text("title", title)],
+    colorbar = require_flag("colorbar", colorbar)
+    panel_titles = _titles_for(1, label, class_names, None if title is None else [require_text("title", title)],
                                labels_name="label", titles_name="title")
-    map_title = _require_text("map_title", map_title)
+    map_title = require_text("map_title", map_title)
     if map_title is None:
         map_title = "Gradient" if multi else "Saliency map"
 
@@ -480,9 +443,9 @@ def show_saliency_grid(X: np.ndarray | torch.Tensor, maps: np.ndarray | torch.Te
     X = _require_images("X", X)
     maps = _require_maps("maps", maps, X)
     cmap_obj, diverging = _resolve_cmap(cmap)
-    same_scale = _require_flag("same_scale", same_scale)
-    map_title = _require_text("map_title", map_title, optional=False)
-    title = _require_text("title", title)
+    same_scale = require_flag("same_scale", same_scale)
+    map_title = require_text("map_title", map_title, optional=False)
+    title = require_text("title", title)
     n = X.shape[0]
     panel_titles = _titles_for(n, labels, class_names, None)
     fig, axes = plt.subplots(2, n, figsize=(_PANEL_INCHES * n + (0.6 if same_scale else 0.3),
@@ -540,8 +503,8 @@ def show_smoothgrad_comparison(X: np.ndarray | torch.Tensor, smoothgrad_maps: np
     smooth = _require_maps("smoothgrad_maps", smoothgrad_maps, X)
     vanilla = _require_maps("vanilla_maps", vanilla_maps, X)
     cmap_obj, diverging = _resolve_cmap(cmap)
-    same_scale = _require_flag("same_scale", same_scale)
-    title = _require_text("title", title)
+    same_scale = require_flag("same_scale", same_scale)
+    title = require_text("title", title)
     n = X.shape[0]
     panel_titles = _titles_for(n, labels, class_names, None)
     fig, axes = plt.subplots(3, n, figsize=(_PANEL_INCHES * n + (0.6 if same_scale else 0.3),
@@ -574,7 +537,7 @@ def scale_maps(maps: np.ndarray | torch.Tensor, percentile: float = 99.0) -> np.
     numpy.ndarray
         float32 maps of the same shape, in [-1, 1] (in [0, 1] if no value was negative).
     """
-    arr = _require_real("maps", maps, ndim=None).astype(np.float64)
+    arr = require_real_array("maps", maps, ndim=None).astype(np.float64)
     if arr.ndim < 2:
         raise ValueError(f"maps must have shape (..., H, W), got shape {arr.shape}")
     require_number("percentile", percentile, low=0, high=100, low_inclusive=False)
@@ -615,14 +578,14 @@ def show_map_table(maps: np.ndarray | torch.Tensor, *, images: np.ndarray | torc
     matplotlib.figure.Figure
         One axis per panel (images first in each row) and the colour bar last.
     """
-    arr = _require_real("maps", maps, ndim=4)
+    arr = require_real_array("maps", maps, ndim=4)
     rows, cols = arr.shape[:2]
     if images is not None:
         images = _require_images("images", images)
         if images.shape[0] != rows:
             raise ValueError(f"images has {images.shape[0]} images but maps has {rows} rows; one image per row")
     cmap_obj, diverging = _resolve_cmap(cmap)
-    title = _require_text("title", title)
+    title = require_text("title", title)
     for name, labels, count in (("row_titles", row_titles, rows), ("col_titles", col_titles, cols)):
         if labels is None:
             continue
@@ -733,13 +696,13 @@ def plot_score_histograms(raw_scores: np.ndarray | torch.Tensor, maxabs_scores: 
         ``bins`` is out of range, a range has low >= high, or ``limits`` is not
         "lab" or "auto".
     """
-    raw = _require_real("raw_scores", raw_scores, ndim=None).astype(np.float64, copy=False).ravel()
-    maxabs = _require_real("maxabs_scores", maxabs_scores, ndim=None).astype(np.float64, copy=False).ravel()
+    raw = require_real_array("raw_scores", raw_scores, ndim=None).astype(np.float64, copy=False).ravel()
+    maxabs = require_real_array("maxabs_scores", maxabs_scores, ndim=None).astype(np.float64, copy=False).ravel()
     if maxabs.min() < 0:
         raise ValueError(f"maxabs_scores must be >= 0 (they are absolute values), got a minimum of {maxabs.min():.3g}")
     bins = int(require_number("bins", bins, low=1, high=10_000, integer=True))
     require_choice("limits", limits, ("lab", "auto"))
-    title = _require_text("title", title)
+    title = require_text("title", title)
     if raw_range is not None:
         raw_range = _require_range("raw_range", raw_range)
     elif limits == "lab":

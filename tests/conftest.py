@@ -54,6 +54,15 @@ def untrained_model():
         return load_squeezenet("untrained", "cpu")
 
 
+@pytest.fixture(scope="session")
+def untrained_model_f64(untrained_model):
+    """The untrained network in float64: comparisons across batch sizes or libraries then see no ReLU or
+    max-pool decision flipped by float32 rounding (its non-zero biases put many activations near 0)."""
+    import copy
+
+    return copy.deepcopy(untrained_model).double()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
@@ -85,3 +94,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def assert_refused(call, exc: type[BaseException], pattern: str) -> BaseException:
+    """Run ``call`` and check it raises ``exc`` whose message matches ``pattern`` (the argument's name and
+    what was expected), and is a message, not a bare repr."""
+    import re
+
+    with pytest.raises(exc) as info:
+        call()
+    message = str(info.value)
+    assert re.search(pattern, message), f"message {message!r} does not match {pattern!r}"
+    return info.value
+
+
+def file_states(*roots: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``roots`` with its size and SHA-256, to prove a refusal changed or deleted nothing."""
+    import hashlib
+
+    states = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in paths:
+            states[str(p)] = (p.stat().st_size, hashlib.sha256(p.read_bytes()).digest()
+                              if p.stat().st_size < (64 << 20) else b"large")
+    return states

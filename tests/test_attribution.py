@@ -94,13 +94,16 @@ def test_noise_tunnel_is_reproducible_with_a_generator(batch, untrained_model):
 
 
 @pytest.mark.parametrize("method", IG_METHODS)
-def test_integrated_gradients_matches_captum(batch, untrained_model, dataset, method):
+def test_integrated_gradients_matches_captum(batch, untrained_model_f64, dataset, method):
     # Captum's Riemann points come from torch.linspace in float32, ours in float64: with 8 intervals
     # (9 points for the trapezoid) every point is a multiple of 1/8 or 1/16, exact in both. (With other
     # counts the points differ by ~5e-8, which can flip a ReLU and change a patch by up to 2e-2.)
+    # In float64: Captum runs all path points in one batch, we in chunks of 3, and in float32 the different
+    # convolution algorithms' rounding flips a few near-zero ReLUs of the (biased) untrained network.
     x, t = batch
+    x, untrained_model = x.double(), untrained_model_f64
     steps = 9 if method == "riemann_trapezoid" else 8
-    black = preprocess_batch(np.zeros_like(dataset.X[IMAGES]))
+    black = preprocess_batch(np.zeros_like(dataset.X[IMAGES])).double()
     theirs = captum_attr.IntegratedGradients(untrained_model).attribute(
         x, baselines=black, target=t, n_steps=steps, method=method)
     ours = integrated_gradients(x, t, untrained_model, baseline=black, steps=steps, method=method, chunk_size=3)
@@ -160,3 +163,56 @@ def test_bad_arguments_are_named(batch, untrained_model, call, match):
     x, t = batch
     with pytest.raises((TypeError, ValueError), match=match):
         call(x, t, untrained_model)
+
+
+# --------------------------------------------------------------------------- tests that catch planted bugs
+
+class _Quadratic(torch.nn.Module):
+    """score_c(x) = sum(w_c * x**2): not homogeneous of degree one, so the path matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(2),
+                                                dtype=torch.float64), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, None] ** 2 * self.w[None]).flatten(2).sum(dim=2)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_middle"])
+def test_integrated_gradients_walks_the_path(method):
+    # From a zero baseline: IG_i = x_i * int_0^1 2 w_i (a x_i) da = w_i x_i**2 exactly, while the gradient
+    # at the image times the image is 2 w_i x_i**2. Evaluating every path point at the image itself would
+    # return the latter.
+    model = _Quadratic().eval()
+    x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    t = torch.tensor([1, 3])
+    ig = integrated_gradients(x, t, model, baseline=0.0, steps=8, method=method)
+    expected = (model.w[t] * x ** 2).float()
+    torch.testing.assert_close(ig, expected, rtol=1e-5 if method == "gausslegendre" else 1e-2, atol=1e-6)
+    assert not torch.allclose(ig, gradient_times_input(x, t, model).float(), rtol=0.1)
+
+
+def test_the_untrained_network_is_not_homogeneous_so_ig_differs_from_gradient_times_input(batch, untrained_model):
+    x, t = batch
+    ig = integrated_gradients(x, t, untrained_model, baseline=0.0, steps=16)
+    gxi = gradient_times_input(x, t, untrained_model)
+    assert relative_difference(ig, gxi) > 0.05
+
+
+def test_on_a_homogeneous_network_ig_from_zero_is_gradient_times_input(batch, untrained_model_f64):
+    # The old degenerate case, kept on purpose: with zero biases SqueezeNet (ReLU and pooling only) is
+    # positively homogeneous, f(a x) = a f(x), so its gradient is constant along the ray from 0 and
+    # IG from a zero baseline equals gradient x input whatever the quadrature.
+    import copy
+
+    homogeneous = copy.deepcopy(untrained_model_f64)
+    with torch.no_grad():
+        for module in homogeneous.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.bias.zero_()
+    x, t = batch
+    x = x[:1].double()
+    ig = integrated_gradients(x, t[:1], homogeneous, baseline=0.0, steps=3, method="riemann_right")
+    gxi = gradient_times_input(x, t[:1], homogeneous).float()
+    assert relative_difference(ig, gxi) < 1e-4

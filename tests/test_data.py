@@ -202,7 +202,7 @@ def test_path_of_wrong_type(bad):
 def test_missing_explicit_path_and_directory(tmp_path):
     with pytest.raises(DataFileError, match=r"does not exist or is not a file"):
         load_imagenet_val(path=tmp_path / "nope.npz")
-    with pytest.raises(DataFileError, match=r"does not exist or is not a file"):
+    with pytest.raises(DataFileError, match=r"is a folder, not the data file"):
         load_imagenet_val(path=tmp_path)
 
 

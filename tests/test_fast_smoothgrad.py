@@ -46,6 +46,7 @@ class Recorder(torch.nn.Module):
         self.keep_inputs = keep_inputs
         self.sizes: list[int] = []
         self.inputs: list[torch.Tensor] = []
+        self.eval()   # a model in training mode is refused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sizes.append(x.shape[0])

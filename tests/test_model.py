@@ -186,11 +186,28 @@ def test_weights_description(untrained_model):
 
 # --------------------------------------------------------------------------- pretrained from the torch cache
 
+def test_a_state_dict_in_the_torch_cache_under_the_official_name_is_refused(tmp_path):
+    # Right shapes, official file name, wrong contents: torchvision checks no hash of a cached file.
+    target = _checkpoints(tmp_path) / PRETRAINED_FILENAME
+    target.parent.mkdir(parents=True)
+    torch.save(_state_with_seed(5), target)
+    before = target.read_bytes()
+    with pytest.raises(WeightsUnavailableError, match=r"SHA-256 starts with .*expected b8a52dc0.*delete it"):
+        load_squeezenet("pretrained", "cpu")
+    assert target.read_bytes() == before, "the cached file is reported, never deleted or changed"
+
+
 def test_pretrained_from_a_file_in_the_torch_cache(tmp_path, monkeypatch):
+    import hashlib
+
+    import helpers.model
+
     state = _state_with_seed(5)
     target = _checkpoints(tmp_path) / PRETRAINED_FILENAME
     target.parent.mkdir(parents=True)
     torch.save(state, target)
+    # Stand in for torchvision's file: accept this file's hash prefix.
+    monkeypatch.setattr(helpers.model, "PRETRAINED_HASH_PREFIX", hashlib.sha256(target.read_bytes()).hexdigest()[:8])
     loads = _spy_on_torch_load(monkeypatch)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
@@ -428,3 +445,57 @@ def test_choose_device_auto(monkeypatch, cuda, mps, expected):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert choose_device() == torch.device(expected)
     assert choose_device("auto") == torch.device(expected)
+
+
+# --------------------------------------------------------------------------- the untrained network's properties
+
+def test_the_untrained_network_is_not_positively_homogeneous(untrained_model, dataset):
+    # Zero biases with ReLU and pooling would make f(2x) = 2 f(x) exactly (Integrated Gradients from a
+    # zero baseline would then equal gradient x input); the seeded biases break that.
+    from helpers.images import preprocess_batch
+
+    x = preprocess_batch(dataset.X[:4])
+    with torch.no_grad():
+        once, twice = untrained_model(x), untrained_model(2 * x)
+    deviation = (twice - 2 * once).abs().amax(dim=1) / once.abs().amax(dim=1)
+    assert (deviation > 0.1).all(), deviation
+
+
+def test_no_image_is_dead_under_the_untrained_network(untrained_model, dataset):
+    # Every one of the 25 images has a positive correct-class score and a non-zero gradient.
+    from helpers.images import preprocess_batch
+
+    x = preprocess_batch(dataset.X).requires_grad_(True)
+    y = torch.from_numpy(dataset.y)
+    scores = untrained_model(x).gather(1, y.view(-1, 1))[:, 0]
+    scores.sum().backward()
+    assert (scores > 0.05).all(), scores
+    assert (x.grad.flatten(1).abs().amax(dim=1) > 1e-5).all()
+
+
+def test_the_hidden_checks_images_have_batch_independent_gradients_in_float32(untrained_model, dataset):
+    # The hidden checks use X[:4] and X[:6]; a student may batch differently from the solution. In float32
+    # a near-zero ReLU could flip between batch sizes; for these weights and images it does not.
+    from helpers.images import preprocess_batch
+
+    def grads(x, y):
+        x = x.clone().requires_grad_(True)
+        untrained_model(x).gather(1, y.view(-1, 1)).sum().backward()
+        return x.grad
+
+    x, y = preprocess_batch(dataset.X[:6]), torch.from_numpy(dataset.y[:6])
+    together = grads(x, y)
+    for i in range(6):
+        alone = grads(x[i:i + 1], y[i:i + 1])[0]
+        assert (alone - together[i]).abs().max() <= 1e-4 * together[i].abs().max()
+
+
+def test_the_untrained_network_is_the_same_every_time():
+    from helpers.model import weights_fingerprint
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = load_squeezenet("untrained", "cpu"), load_squeezenet("untrained", "cpu")
+    assert weights_fingerprint(a) == weights_fingerprint(b)
+    biases = torch.cat([m.bias for m in a.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert (biases != 0).all()

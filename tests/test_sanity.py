@@ -122,3 +122,30 @@ def test_randomization_curve(dataset, untrained_model):
 def test_bad_arguments_are_named(untrained_model, call, match):
     with pytest.raises((TypeError, ValueError), match=match):
         call(untrained_model)
+
+
+# --------------------------------------------------------------------------- tests that catch planted bugs
+
+def test_spearman_abs_is_computed_on_absolute_maps():
+    # b = -a: the magnitudes are identical (spearman_abs 1), the signs opposite (spearman_signed -1).
+    # Computing the "absolute" correlation on signed maps would give about -1 here.
+    a = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sim = map_similarity(a, -a)
+    np.testing.assert_allclose(sim["spearman_abs"], 1.0)
+    np.testing.assert_allclose(sim["spearman_signed"], -1.0)
+    np.testing.assert_allclose(sim["ssim"], 1.0)
+
+
+@pytest.mark.parametrize("axis", [1, 2], ids=["horizontal-edge", "vertical-edge"])
+def test_edge_map_sees_edges_along_both_axes(axis):
+    # A step from dark to bright along one axis: the edge map must light up at the step whichever the
+    # axis (a Sobel filter along one axis only would miss one of the two).
+    X = np.zeros((1, 16, 16, 3), dtype=np.uint8)
+    index = [slice(None)] * 4
+    index[axis] = slice(8, None)
+    X[tuple(index)] = 200
+    edges = edge_map(X)[0]
+    profile = edges.mean(axis=1) if axis == 1 else edges.mean(axis=0)   # along the step's direction
+    assert edges.max() == 1.0
+    assert profile[7] > 0.9 and profile[8] > 0.9, profile
+    assert profile[:5].max() == 0 and profile[11:].max() == 0, profile

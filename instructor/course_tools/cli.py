@@ -22,8 +22,35 @@ from pathlib import Path
 import nbformat
 
 from . import notebooks as nbtools
-from .paths import CourseError, CourseNotFoundError, companion_notebooks, course_root, source_notebooks
+from .paths import CourseError, companion_notebooks, course_root, source_notebooks
 from .references import make_references
+
+
+def _int_at_least(low: int, what: str):
+    """An argparse type: an integer >= ``low``; the message says what was expected."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected at least {low} {what}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+#: Smallest memory limit for a student's kernel: the series peaks at about 1.4 GB (README), and a kernel
+#: under 1 GiB cannot even import torch, so every notebook would be graded 0.
+MIN_MEMORY_MIB = 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``error:`` line and status 1, like every other mistake."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(1)
 
 
 def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
@@ -125,7 +152,7 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
 
     changed = 0
     for nb_path in source_notebooks(root) + companion_notebooks(root):
-        nb = nbformat.read(nb_path, as_version=4)
+        nb = nbtools.read_notebook(nb_path)
         if args.refresh:
             # Re-run to record the expected text of the "# NBVAL_CHECK_OUTPUT" cells.
             with tempfile.TemporaryDirectory() as tmp:
@@ -133,11 +160,10 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
                 env = {**_env_from_args(args), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
                 result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed)
                 if result.error:
-                    print(f"error: {nb_path.name} failed: {result.error}", file=sys.stderr)
-                    return 1
-                nb = nbformat.read(executed, as_version=4)
+                    raise CourseError(f"{nb_path.name} failed: {result.error}")
+                nb = nbtools.read_notebook(executed)
         stripped = nbtools.strip_outputs(nb)
-        if stripped != nbformat.read(nb_path, as_version=4):
+        if stripped != nbtools.read_notebook(nb_path):
             nbformat.write(stripped, nb_path)
             changed += 1
             print(f"  stripped {nb_path.relative_to(root)}")
@@ -197,7 +223,7 @@ def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__,
+    parser = _Parser(prog="course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -209,17 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_model(sub.add_parser("run", help="execute the whole series headless and write its figures"))
     p.add_argument("--out", default="outputs", help="folder for executed notebooks and figures (default: outputs)")
-    p.add_argument("--timeout", type=int, default=300, help="per-cell time limit in seconds")
+    p.add_argument("--timeout", type=_int_at_least(1, "seconds"), default=300, help="per-cell time limit in seconds")
     p.set_defaults(func=cmd_run)
     p = with_model(sub.add_parser("references", help="run the solutions and write the reference arrays"))
-    p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
+    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1, help="notebooks run at once (default 1)")
     p.set_defaults(func=cmd_references)
     p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
     p.set_defaults(func=cmd_release)
     sub.add_parser("colab", help="write course.toml's repository address into every notebook's Colab cell"
                    ).set_defaults(func=cmd_colab)
     p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1)
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked (release and published tree), no outputs "
                                   "committed, Colab cells current").set_defaults(func=cmd_check)
@@ -231,22 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "that answer it (and, after the homework, the beyond package)")
     p.set_defaults(func=cmd_publish)
     p = with_model(sub.add_parser("grade", help="autograde every submission in submitted/ (in parallel)"))
-    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: number of cores + 1)")
+    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=None,
+                   help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
-    p.add_argument("--cell-timeout", type=int, default=60,
+    p.add_argument("--cell-timeout", type=_int_at_least(1, "seconds"), default=60,
                    help="seconds per cell: at least this, or 10x the solution's time for that cell (default 60)")
-    p.add_argument("--notebook-timeout", type=int, default=600,
+    p.add_argument("--notebook-timeout", type=_int_at_least(1, "seconds"), default=600,
                    help="seconds for a whole notebook, kernel start included (default 600)")
-    p.add_argument("--memory-mib", type=int, default=4096,
-                   help="memory of a student's kernel and every process it starts (default 4096)")
+    p.add_argument("--memory-mib", type=_int_at_least(MIN_MEMORY_MIB, "MiB"), default=4096,
+                   help=f"memory of a student's kernel and every process it starts (default 4096, at least "
+                        f"{MIN_MEMORY_MIB})")
     p.add_argument("--unsandboxed", action="store_true",
                    help="grade even without the sandbox's prerequisites (root, bubblewrap, cgroups): student code "
                         "then runs as you, unconfined; only for code you trust")
     p.set_defaults(func=cmd_grade)
     sub.add_parser("report", help="grades.csv per student and part, plus a summary").set_defaults(func=cmd_report)
     p = sub.add_parser("demo-class", help="write example submissions (solutions, typical mistakes, broken ones)")
-    p.add_argument("--copies", type=int, default=1, help="how many copies of each example (for benchmarks)")
+    p.add_argument("--copies", type=_int_at_least(1, "copies"), default=1,
+                   help="how many copies of each example (for benchmarks)")
     p.set_defaults(func=cmd_demo_class)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",
@@ -256,19 +285,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_course_files(root: Path) -> None:
+    """Refuse, before any work, the course files every command relies on when they are broken.
+
+    nbgrader ignores a ``nbgrader_config.py`` it cannot execute (so ``release``
+    would report "generated" with the default settings), and nbformat's errors
+    do not name the notebook that is broken.
+    """
+    config = root / "nbgrader_config.py"
+    try:
+        compile(config.read_bytes(), str(config), "exec")
+    except SyntaxError as err:
+        raise CourseError(f"{config} has a syntax error at line {err.lineno}: {err.msg}; nbgrader would "
+                          "silently ignore it") from err
+    except (OSError, ValueError) as err:
+        raise CourseError(f"{config} cannot be read: {err}") from err
+    for nb in source_notebooks(root):
+        nbtools.read_notebook(nb)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, CourseError):
+        return text
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror or text}"
+    return f"{type(err).__name__}: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        root = course_root()
-    except CourseNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # nbgrader starts `alembic` and `jupyter` by name: find this environment's scripts even when the
+    # environment is not activated (`/path/to/.venv/bin/course ...`).
+    os.environ["PATH"] = nbtools.python_kernel_env()["PATH"]
     start = time.perf_counter()
     try:
+        root = course_root()
+        if args.func not in (cmd_report,):
+            _check_course_files(root)
         code = args.func(root, args)
-    except CourseError as err:   # references, release, Colab settings, grading set-up
-        print(f"error: {err}", file=sys.stderr)
-        code = 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:   # noqa: BLE001 - every mistake is one line, never a traceback
+        # CourseError: references, release, Colab settings, grading set-up, broken notebooks; anything
+        # else (a read-only folder, a file where a folder should be) with its type and file name.
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        if os.environ.get("COURSE_DEBUG"):
+            raise
+        return 1
     print(f"({time.perf_counter() - start:.0f} s)")
     return code
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from .notebooks import read_notebook
 from .paths import CourseError
 
 CONFIG_FILE = "course.toml"
@@ -87,6 +88,10 @@ def read_config(root: Path) -> ColabConfig:
         settings = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ColabConfigError(f"{path} is not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ColabConfigError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8") from err
+    except OSError as err:
+        raise ColabConfigError(f"{path} cannot be read: {err.strerror or err}") from err
     name = "student" if "student" in settings else "colab"
     table = settings.get(name)
     if not isinstance(table, dict):
@@ -182,7 +187,7 @@ def install_cell(path: Path, config: ColabConfig, *, nbgrader: bool) -> bool:
     An existing Colab cell (anywhere) is replaced; the notebook is rewritten
     only when something differs.
     """
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     want = expected_cell(nb, config, nbgrader=nbgrader)
     others = [c for c in nb.cells if not is_colab_cell(c)]
     first = nb.cells[0] if nb.cells else None
@@ -200,7 +205,7 @@ def install_cell(path: Path, config: ColabConfig, *, nbgrader: bool) -> bool:
 
 def cell_problems(path: Path, config: ColabConfig, *, nbgrader: bool | None = None) -> list[str]:
     """What is wrong with ``path``'s Colab cell (empty if it is current)."""
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     if not nb.cells or not is_colab_cell(nb.cells[0]):
         return [f"{path}: does not start with the Colab set-up cell (run `course colab`)"]
     want = expected_cell(nb, config, nbgrader=False)

@@ -16,7 +16,35 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from .paths import CourseError
+
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+class NotebookFileError(CourseError):
+    """A notebook file that cannot be read: missing, not JSON, not a notebook, or not UTF-8."""
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook (version 4), or raise :class:`NotebookFileError` naming the file and the problem.
+
+    nbformat's own errors (``NotJSONError``, a ``KeyError`` for a missing
+    ``cells``...) do not say which file was at fault.
+    """
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError as err:
+        raise NotebookFileError(f"{path} is missing") from err
+    except UnicodeDecodeError as err:
+        raise NotebookFileError(f"{path} is not a notebook: it is not UTF-8 text ({err.reason})") from err
+    except OSError as err:
+        raise NotebookFileError(f"{path} cannot be read: {err.strerror or err}") from err
+    except Exception as err:  # nbformat: NotJSONError, a KeyError or ValidationError for a malformed notebook
+        detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise NotebookFileError(f"{path} is not a valid Jupyter notebook ({type(err).__name__}: {detail})") from err
+    if not isinstance(nb.get("cells"), list):
+        raise NotebookFileError(f"{path} is not a valid Jupyter notebook: it has no list of cells")
+    return nb
 
 
 @dataclass
@@ -52,7 +80,7 @@ def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, s
         Keep figures as cell outputs (matplotlib's inline backend, as in
         Jupyter); by default they are drawn with Agg and dropped, which is faster.
     """
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     backend = INLINE_BACKEND if figures else "Agg"
     kernel_env = {**os.environ, "MPLBACKEND": backend, **python_kernel_env(), **(env or {})}
     start = time.perf_counter()
@@ -104,7 +132,7 @@ def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def outputs_problems(path: Path) -> list[str]:
     """What in a committed notebook should not be there: outputs or execution counts."""
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     problems = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":

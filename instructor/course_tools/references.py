@@ -59,6 +59,7 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
     notebooks = source_notebooks(root)
     if not notebooks:
         raise ReferenceError(f"no source notebooks under {root / 'source'}")
+    _refuse_orphans(root, notebooks)
     with tempfile.TemporaryDirectory(prefix="saliency-refs-") as tmp:
         tmp_path = Path(tmp)
         record = tmp_path / "record"
@@ -109,6 +110,7 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
         dest_root.mkdir(exist_ok=True)
         os.chmod(dest_root, 0o700)
         dest = dest_root / key_dir.name
+        _refuse_orphans(root, notebooks)   # again: the set for these weights may be older than the check above
         staging = dest_root / f".{key_dir.name}.new"
         if staging.exists():
             shutil.rmtree(staging)
@@ -117,6 +119,23 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             shutil.rmtree(dest)
         os.replace(staging, dest)
     return dest
+
+
+def _refuse_orphans(root: Path, notebooks: list[Path]) -> None:
+    """Refuse to replace a reference set holding a notebook's references whose source notebook is missing.
+
+    Writing the new set would delete them silently (a notebook moved away by
+    mistake, or unreadable); the instructor decides instead.
+    """
+    stems = {nb.stem for nb in notebooks}
+    for folder in sorted(references_dir(root).glob("*/*")):
+        if folder.parent.name.startswith("."):
+            continue   # a staging copy left by an interrupted run
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name not in stems:
+            raise ReferenceError(
+                f"{folder.relative_to(root)} holds the references of {folder.name}.ipynb, which is missing from "
+                f"source/: nothing was changed. Restore the notebook, or, if it was removed on purpose, delete "
+                f"{folder.relative_to(root)} and run again")
 
 
 #: The hidden SmoothGrad checks of ``source/homework/04_smoothgrad.ipynb`` and

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 
+from .notebooks import read_notebook
 from .paths import ASSIGNMENTS, CourseError
 
 
@@ -65,7 +66,7 @@ def generate_release(root: Path, *, log=print) -> None:
 def _solution_lines(root: Path) -> set[str]:
     lines: set[str] = set()
     for nb_path in (root / "source").glob("*/*.ipynb"):
-        nb = nbformat.read(nb_path, as_version=4)
+        nb = read_notebook(nb_path)
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -95,9 +96,9 @@ def leak_problems(root: Path) -> list[str]:
             continue
         if path.suffix != ".ipynb":
             continue
-        text = path.read_text()
+        nb = read_notebook(path)
+        text = path.read_text(encoding="utf-8")
         problems += [f"{rel}: contains {word!r}" for word in _FORBIDDEN if word in text]
-        nb = nbformat.read(path, as_version=4)
         for index, cell in enumerate(nb.cells):
             if cell.cell_type == "code" and cell.get("outputs"):
                 problems.append(f"{rel}: cell {index} carries outputs")

@@ -58,8 +58,9 @@ from PIL import Image
 from torch.func import functional_call
 
 from helpers._validation import (
-    describe, require_labels, require_ndarray, require_number, require_rng,
+    describe, require_labels, require_model, require_ndarray, require_number, require_rng,
 )
+from helpers.model import choose_device
 from helpers.images import SQUEEZENET_MEAN, SQUEEZENET_STD, add_noise, preprocess
 
 __all__ = [
@@ -108,8 +109,7 @@ def _check_common(X: Any, y: Any, model: Any, n: Any, noise_pct: Any, rng: Any, 
                   ) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
     X = _check_images(X, square=square)
     labels = require_labels("y", y, length=X.shape[0])
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {describe(model)}")
+    require_model("model", model)
     require_number("n", n, low=1, integer=True)
     require_number("noise_pct", noise_pct, low=0)
     return X, labels, require_rng("rng", rng)
@@ -361,17 +361,8 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
         For arguments of the wrong kind or value; the message names the argument.
     """
     X, labels, rng = _check_common(X, y, model, n, noise_pct, rng, square=True)
-    if device is None:
-        dev = _model_device(model)
-    elif isinstance(device, (str, torch.device)):
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(f"device must be a device name such as 'cpu' or 'cuda', got {device!r}") from err
-    else:
-        raise TypeError(f"device must be a str or torch.device, got {describe(device)}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but this machine has no usable CUDA GPU")
+    # choose_device: a clear ValueError for a device this machine lacks ('cuda:5' on one GPU), not CUDA's.
+    dev = _model_device(model) if device is None else choose_device(device)
     if chunk_size is None:
         chunk_size = default_chunk_size(dev)
     require_number("chunk_size", chunk_size, low=1, integer=True)
