@@ -59,7 +59,7 @@ from ._validation import describe, require_choice, require_flag, require_number,
 
 __all__ = [
     "DEFAULT_RTOL", "ATOL_FRACTION", "DEAD_IMAGE_FRACTION", "ZERO_ATOL", "NUM_CHANNELS",
-    "Verdict", "compare_arrays", "assert_matches_reference", "check_shape", "check_close",
+    "Verdict", "CheckFailed", "compare_arrays", "assert_matches_reference", "check_shape", "check_close",
 ]
 
 #: Default relative tolerance (multiplies ``|reference|`` element by element).
@@ -76,6 +76,18 @@ NUM_CHANNELS = 3
 _EXPECT_CHOICES = ("numpy", "torch", "any")
 _AXIS_NAMES = {0: "batch", 1: "channel", 2: "height", 3: "width"}
 _MAX_LISTED = 10
+
+
+class CheckFailed(AssertionError):
+    """A visible test found a problem: an :class:`AssertionError` whose message is the whole story.
+
+    In Jupyter (IPython) it is shown as ``AssertionError: <message>`` alone, without the frames of this
+    module that raised it: the student's cell and the message are what matter. Everywhere else it behaves as
+    the :class:`AssertionError` it is.
+    """
+
+    def _render_traceback_(self) -> list[str]:   # IPython's hook for how an exception is displayed
+        return [f"AssertionError: {self}"]
 
 
 @dataclass(frozen=True)
@@ -201,12 +213,12 @@ def assert_matches_reference(student: Any, reference: np.ndarray, **kw: Any) -> 
 
     Raises
     ------
-    AssertionError
-        If the comparison fails.
+    CheckFailed
+        (an AssertionError) If the comparison fails.
     """
     verdict = compare_arrays(student, reference, **kw)
     if not verdict.passed:
-        raise AssertionError(verdict.message)
+        raise CheckFailed(verdict.message)
     return verdict
 
 
@@ -224,8 +236,8 @@ def check_shape(value: Any, expected_shape: Sequence[int | None], name: str = "y
 
     Raises
     ------
-    AssertionError
-        If ``value`` has no shape or the wrong one; the message says what is
+    CheckFailed
+        (an AssertionError) If ``value`` has no shape or the wrong one; the message says what is
         probably wrong (e.g. the wrong reduction axis).
     TypeError
         If ``expected_shape`` is not a sequence of non-negative ints (or None).
@@ -239,22 +251,22 @@ def check_shape(value: Any, expected_shape: Sequence[int | None], name: str = "y
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 0):
             raise TypeError(f"expected_shape must hold non-negative ints or None, got {expected!r}")
     if value is None:
-        raise AssertionError(f"{name} is None: did you forget `return`?")
+        raise CheckFailed(f"{name} is None: did you forget `return`?")
     if isinstance(value, (torch.Tensor, np.ndarray)):
         shape = tuple(int(d) for d in value.shape)
     elif isinstance(value, (list, tuple)):
-        raise AssertionError(f"{name} is a {type(value).__name__} of {len(value)} items, not an array: "
+        raise CheckFailed(f"{name} is a {type(value).__name__} of {len(value)} items, not an array: "
                              "stack the items into one array (np.stack or torch.stack)")
     elif _is_number(value):
         shape = ()
     else:
-        raise AssertionError(f"{name} should be an array of shape {_fmt_shape(expected)}, got {describe(value)}")
+        raise CheckFailed(f"{name} should be an array of shape {_fmt_shape(expected)}, got {describe(value)}")
     if len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape)):
         return
     if any(e is None for e in expected):
         want = _fmt_shape("any" if e is None else e for e in expected)
-        raise AssertionError(f"{name} has shape {_fmt_shape(shape)} but shape {want} was expected")
-    raise AssertionError(_shape_message(name, shape, tuple(int(e) for e in expected)))
+        raise CheckFailed(f"{name} has shape {_fmt_shape(shape)} but shape {want} was expected")
+    raise CheckFailed(_shape_message(name, shape, tuple(int(e) for e in expected)))
 
 
 def check_close(student: Any, expected: Any, name: str = "your result", rtol: float = DEFAULT_RTOL,
@@ -281,8 +293,9 @@ def check_close(student: Any, expected: Any, name: str = "your result", rtol: fl
 
     Raises
     ------
-    AssertionError
-        If the values differ; the message says what is probably wrong.
+    CheckFailed
+        (an AssertionError) If the values differ; the message says what is probably wrong. Jupyter shows
+        the message alone, without this module's frames.
     TypeError
         If ``expected`` is not numeric.
     """

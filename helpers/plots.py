@@ -210,7 +210,11 @@ def _limits(maps: np.ndarray, diverging: bool) -> tuple[float, float]:
         return -top, top
     low, high = float(maps.min()), float(maps.max())
     if low == high:
-        low, high = low - 0.5, high + 0.5
+        # A constant map has no range of its own: measure it from zero, so that an all-zero map is the
+        # colour map's low end (black in "hot" and "gray") and a constant positive map its high end.
+        low, high = min(low, 0.0), max(high, 0.0)
+        if low == high:
+            high = 1.0
     return low, high
 
 

@@ -258,6 +258,22 @@ def test_show_saliency_grid_constant_and_signed_maps(batch, rng):
         assert low == pytest.approx(-high) and high == pytest.approx(np.abs(m).max())
 
 
+@pytest.mark.parametrize("same_scale", [False, True])
+def test_an_all_zero_map_is_drawn_as_the_low_end_of_the_colour_map(batch, same_scale):
+    X, _, _ = batch
+    maps = np.zeros((3, 224, 224))
+    maps[1] = 2.5                                                       # a constant positive map
+    fig = show_saliency_grid(X, maps, cmap="hot", same_scale=same_scale)
+    for ax, m in zip(fig.axes[3:6], maps):
+        image = ax.get_images()[0]
+        rgba = image.to_rgba(image.get_array())
+        if not m.any():
+            assert np.allclose(rgba[..., :3], matplotlib.colormaps["hot"](0.0)[:3]), "all-zero: black in 'hot'"
+        elif not same_scale:
+            assert np.allclose(rgba[..., :3], 1), "a constant positive map is the top of its own scale"
+    plt.close(fig)
+
+
 def test_show_saliency_grid_rejects_bad_input(batch, maps):
     X, y, _ = batch
     with pytest.raises(ValueError, match="maps has 2 maps but X has 3 images"):

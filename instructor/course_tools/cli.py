@@ -23,7 +23,9 @@ import nbformat
 
 from . import notebooks as nbtools
 from .paths import CourseError, companion_notebooks, course_root, source_notebooks
-from .references import make_references
+
+#: Per-cell time limit (seconds) of `course run`, `build`, `references` and `strip --refresh`.
+DEFAULT_CELL_TIMEOUT = 600
 
 
 def _int_at_least(low: int, what: str):
@@ -66,17 +68,20 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
     out = (root / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = _env_from_args(args)
+    from .references import make_references
+
     print(f"Running the series (source/, with solutions) headless; results in {out}")
-    dest = make_references(root, env=env, keep_outputs=out, log=print)
+    print(f"  (each kernel uses {nbtools.kernel_thread_env(1)['OMP_NUM_THREADS']} thread(s); times include its "
+          "start-up)")
+    dest = make_references(root, env=env, keep_outputs=out, log=print, timeout=args.timeout, progress=True)
     print(f"  (reference arrays for these weights written to {dest.relative_to(root)})")
     failures = 0
     for nb in companion_notebooks(root):
         folder = out / nb.parent.name
         folder.mkdir(exist_ok=True)
         result = nbtools.execute_notebook(nb, cwd=folder, env=env, timeout=args.timeout,
-                                          write_to=folder / nb.name, figures=True)
-        status = "ok" if result.error is None else f"FAILED: {result.error}"
-        print(f"  {nb.parent.name}/{nb.name:40s} {result.seconds:6.1f} s  {status}")
+                                          write_to=folder / nb.name, figures=True, progress=True)
+        print(nbtools.format_execution(result))
         failures += result.error is not None
     figures = sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".png", ".pdf"))
     print(f"Executed notebooks (with all figures inline) and {len(figures)} figure files are in {out}")
@@ -84,9 +89,13 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_references(root: Path, args: argparse.Namespace) -> int:
-    print("Running the solutions in record mode ...")
-    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args))
-    print(f"References written to {dest.relative_to(root)}")
+    from .references import TIMINGS_FILE, make_references
+
+    print(f"Running the solutions in record mode ({args.jobs} at a time, "
+          f"{nbtools.kernel_thread_env(args.jobs)['OMP_NUM_THREADS']} thread(s) each, at most {args.timeout} s "
+          "per cell) ...")
+    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args), timeout=args.timeout, progress=True)
+    print(f"References written to {dest.relative_to(root)} (cell run times: {TIMINGS_FILE})")
     return 0
 
 
@@ -141,6 +150,10 @@ def cmd_check(root: Path, args: argparse.Namespace) -> int:
     from .publish import published_tree_problems
 
     problems += published_tree_problems(root)
+    from .prompts import unprompted_answers
+
+    for nb in released:
+        problems += unprompted_answers(nb)
     for problem in problems:
         print(f"  {problem}")
     print("course check: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
@@ -158,10 +171,14 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 executed = Path(tmp) / nb_path.name
                 env = {**_env_from_args(args), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
-                result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed)
+                result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed,
+                                                  timeout=args.timeout, progress=True)
+                print(nbtools.format_execution(result))
                 if result.error:
                     raise CourseError(f"{nb_path.name} failed: {result.error}")
+                original_metadata = nb.metadata
                 nb = nbtools.read_notebook(executed)
+                nb.metadata = original_metadata   # not the kernel's language_info or widget state
         stripped = nbtools.strip_outputs(nb)
         if stripped != nbtools.read_notebook(nb_path):
             nbformat.write(stripped, nb_path)
@@ -222,6 +239,30 @@ def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _seconds_since_start() -> float:
+    """Seconds since this process started (interpreter and imports included), or since main() if unknown."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:   # psutil missing or the process table unreadable
+        return time.perf_counter() - _MAIN_STARTED
+
+
+_MAIN_STARTED = time.perf_counter()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,19 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", help="path to imagenet_val_25.npz (default: $SALIENCY_DATA, the cache, or a download)")
         return p
 
+    def with_timeout(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT,
+                       help=f"per-cell time limit in seconds (default {DEFAULT_CELL_TIMEOUT}; raise it on a busy "
+                            "machine)")
+        return p
+
     p = with_model(sub.add_parser("run", help="execute the whole series headless and write its figures"))
     p.add_argument("--out", default="outputs", help="folder for executed notebooks and figures (default: outputs)")
-    p.add_argument("--timeout", type=_int_at_least(1, "seconds"), default=300, help="per-cell time limit in seconds")
+    with_timeout(p)
     p.set_defaults(func=cmd_run)
-    p = with_model(sub.add_parser("references", help="run the solutions and write the reference arrays"))
-    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1, help="notebooks run at once (default 1)")
+    p = with_model(sub.add_parser("references", help="run the solutions and write the reference arrays and "
+                                                     "their cell run times"))
+    p.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once (default 1)")
+    with_timeout(p)
     p.set_defaults(func=cmd_references)
     p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
     p.set_defaults(func=cmd_release)
     sub.add_parser("colab", help="write course.toml's repository address into every notebook's Colab cell"
                    ).set_defaults(func=cmd_colab)
     p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
-    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1)
+    p.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once (default 1)")
+    with_timeout(p)
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked (release and published tree), no outputs "
                                   "committed, Colab cells current").set_defaults(func=cmd_check)
@@ -281,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true",
                    help="re-run the notebooks first and store the printed text of '# NBVAL_CHECK_OUTPUT' cells "
                         "in their metadata, for nbval")
+    with_timeout(p)
     p.set_defaults(func=cmd_strip)
     return parser
 
@@ -318,7 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     # nbgrader starts `alembic` and `jupyter` by name: find this environment's scripts even when the
     # environment is not activated (`/path/to/.venv/bin/course ...`).
     os.environ["PATH"] = nbtools.python_kernel_env()["PATH"]
-    start = time.perf_counter()
     try:
         root = course_root()
         if args.func not in (cmd_report,):
@@ -334,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("COURSE_DEBUG"):
             raise
         return 1
-    print(f"({time.perf_counter() - start:.0f} s)")
+    print(f"({_seconds_since_start():.0f} s, start-up included)")
     return code
 
 

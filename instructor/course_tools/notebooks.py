@@ -1,24 +1,52 @@
-"""Executing notebooks headless and keeping committed notebooks free of outputs."""
+"""Executing notebooks headless and keeping committed notebooks free of outputs.
+
+Every kernel the course's tools start gets its share of the machine's cores (``OMP_NUM_THREADS`` and friends,
+set in the kernel's environment before torch starts): on a 2-core machine that other work keeps busy, torch's
+default of one thread per core for each of several kernels made one forward and backward pass five times
+slower. A cell that runs past its time limit, a kernel that dies and a lost connection to the kernel are each
+reported in one line (:attr:`Execution.error`), never as a traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
+import math
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .paths import CourseError
 
+#: The legacy first-line marker of a cell whose printed text nbval compares (still recognised).
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+#: The cell tag that marks such a cell; a tag, unlike a comment, is not shown to students.
+CHECK_TAG = "nbval-check-output"
+#: The thread-count variables a kernel gets (torch reads ``OMP_NUM_THREADS`` when it starts).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Passed to every kernel: its log shows errors only. ipykernel 7 otherwise prints "Kernel is running over TCP
+#: without encryption" for every kernel (the kernel listens on localhost only).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+@dataclass(frozen=True)
+class CellTiming:
+    """How long one code cell ran."""
+
+    index: int
+    grade_id: str | None
+    seconds: float
 
 
 class NotebookFileError(CourseError):
@@ -49,19 +77,100 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
 
 @dataclass
 class Execution:
-    """The result of running one notebook."""
+    """The result of running one notebook.
+
+    Attributes
+    ----------
+    notebook : pathlib.Path
+        The notebook that ran.
+    seconds : float
+        Wall time, kernel start-up included.
+    error : str or None
+        One line saying what went wrong (a failing cell, a cell past its time limit, a dead kernel), or None.
+    startup_seconds : float
+        Time until the kernel was ready for the first cell.
+    cells : list of CellTiming
+        Run time of each code cell that ran (the failing one included).
+    timed_out : bool
+        Whether a cell was stopped at the time limit.
+    """
 
     notebook: Path
     seconds: float
     error: str | None
+    startup_seconds: float = 0.0
+    cells: list[CellTiming] = field(default_factory=list)
+    timed_out: bool = False
 
 
 #: matplotlib's backend in Jupyter: figures become PNG outputs of their cells.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (v1 or v2) if one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()   # cgroups v2: "<quota> <period>"
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())   # cgroups v1
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def kernel_thread_env(concurrent: int = 1) -> dict[str, str]:
+    """Thread settings for one of ``concurrent`` kernels that run at the same time.
+
+    Each kernel gets ``available_cores() // concurrent`` threads (at least one). A thread count the user set
+    in this process's environment (``OMP_NUM_THREADS=...``) wins.
+
+    Parameters
+    ----------
+    concurrent : int
+        How many kernels run at once (at least 1).
+
+    Returns
+    -------
+    dict
+        ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS``, for the kernel's environment.
+    """
+    if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
+        raise ValueError(f"concurrent must be a whole number of kernels, at least 1, got {concurrent!r}")
+    threads = str(max(1, available_cores() // concurrent))
+    chosen = os.environ.get("OMP_NUM_THREADS", "").strip() or threads
+    return {name: os.environ.get(name, "").strip() or chosen for name in THREAD_VARIABLES}
+
+
+class _DropPendingTaskNoise(logging.Filter):
+    """asyncio's "Task was destroyed but it is pending!" after a stopped kernel: noise, the error is reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Task was destroyed but it is pending" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_DropPendingTaskNoise())
+
+
 def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-                     timeout: int = 300, write_to: Path | None = None, figures: bool = False) -> Execution:
+                     timeout: int = 300, write_to: Path | None = None, figures: bool = False,
+                     concurrent: int = 1, progress: bool = False, progress_position: int = 0) -> Execution:
     """Run a notebook top to bottom in a fresh kernel, optionally saving the executed copy.
 
     Parameters
@@ -71,31 +180,126 @@ def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, s
     cwd : pathlib.Path, optional
         Folder the kernel runs in (default: the notebook's own folder).
     env : mapping, optional
-        Extra environment variables for the kernel.
+        Extra environment variables for the kernel (they win over the thread settings).
     timeout : int
         Per-cell time limit in seconds.
     write_to : pathlib.Path, optional
-        Where to save the executed notebook.
+        Where to save the executed notebook (also when a cell failed).
     figures : bool
         Keep figures as cell outputs (matplotlib's inline backend, as in
         Jupyter); by default they are drawn with Agg and dropped, which is faster.
+    concurrent : int
+        How many kernels the caller runs at once: this one gets ``cores // concurrent`` threads.
+    progress : bool
+        Show a progress bar of the code cells on stderr (only on a terminal).
+    progress_position : int
+        Line of the progress bar when several notebooks run at once.
+
+    Returns
+    -------
+    Execution
+        Wall time (start-up included), per-cell times and, if it failed, one line saying why.
     """
+    path = Path(path)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise ValueError(f"timeout must be a whole number of seconds, at least 1, got {timeout!r}")
     nb = read_notebook(path)
     backend = INLINE_BACKEND if figures else "Agg"
-    kernel_env = {**os.environ, "MPLBACKEND": backend, **python_kernel_env(), **(env or {})}
+    kernel_env = {**os.environ, "MPLBACKEND": backend, **python_kernel_env(), **kernel_thread_env(concurrent),
+                  **(env or {})}
+    code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code" and cell.source.strip())
+    bar = _progress_bar(path, code_cells, progress, progress_position)
+    cells: list[CellTiming] = []
+    current: dict[str, float | int | None] = {"index": None, "since": None}
     start = time.perf_counter()
-    error = None
+    ready = {"at": None}
+
+    def kernel_ready(**_):
+        ready["at"] = time.perf_counter()
+
+    def cell_starts(cell, cell_index, **_):
+        current.update(index=cell_index, since=time.perf_counter())
+
+    def cell_done(cell, cell_index, **_):
+        cells.append(CellTiming(cell_index, _grade_id(cell), time.perf_counter() - current["since"]))
+        current.update(since=None)   # the index stays: an error in this cell is raised after this hook
+        bar.update(1)
+
+    error, timed_out = None, False
+    # The kernel process's own stderr (its start-up log, and a zmq traceback when it is stopped in the middle
+    # of a cell) goes to a file, not the terminal; its last line explains a kernel that died.
+    kernel_log = tempfile.TemporaryFile(mode="w+", prefix="kernel-", suffix=".log")
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(cwd or path.parent)}})
-        client.execute(env=kernel_env)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=list(KERNEL_ARGUMENTS),
+                                resources={"metadata": {"path": str(cwd or path.parent)}},
+                                on_notebook_start=kernel_ready, on_cell_execute=cell_starts,
+                                on_cell_executed=cell_done)
+        client.execute(env=kernel_env, stderr=kernel_log)
+    except CellTimeoutError:
+        timed_out = True
+        error = f"{_where(nb, current['index'])} was stopped at the time limit of {timeout} s per cell"
+    except DeadKernelError:
+        error = f"the kernel died in {_where(nb, current['index'])} (out of memory?)" + _last_line(kernel_log)
     except CellExecutionError as err:
-        error = _first_error_line(str(err))
+        error = f"{_where(nb, current['index'])} failed: {_first_error_line(str(err))}"
+    except Exception as err:   # zmq errors, a kernel that never starts or stops answering
+        what = _where(nb, current["index"]) if current["index"] is not None else "the kernel's start-up"
+        detail = _first_error_line(str(err)) if str(err).strip() else "no details"
+        error = f"lost the kernel during {what}: {type(err).__name__}: {detail}"
+    finally:
+        bar.close()
+        kernel_log.close()
+    if current["since"] is not None:   # the cell that failed or was stopped
+        cells.append(CellTiming(int(current["index"]), _grade_id(nb.cells[int(current["index"])]),
+                                time.perf_counter() - current["since"]))
     seconds = time.perf_counter() - start
+    startup = (ready["at"] - start) if ready["at"] is not None else seconds
     if write_to is not None:
         write_to.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, write_to)
-    return Execution(path, seconds, error)
+    return Execution(path, seconds, error, startup_seconds=startup, cells=cells, timed_out=timed_out)
+
+
+def _last_line(log) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().splitlines() if line.strip()]
+    return f"; the kernel's last words: {lines[-1][:300]}" if lines else ""
+
+
+def _grade_id(cell) -> str | None:
+    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+
+
+def _where(nb, index: int | None) -> str:
+    if index is None:
+        return "a cell"
+    grade_id = _grade_id(nb.cells[index])
+    return f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(path: Path, total: int, progress: bool, position: int):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in a log file (the caller prints one line per notebook).
+    return tqdm(total=total, desc=f"{path.parent.name}/{path.name}", unit="cell", leave=False, disable=None,
+                position=position, file=sys.stderr, dynamic_ncols=True)
+
+
+def format_execution(result: Execution) -> str:
+    """One line about a run: the notebook, its time (start-up included) and whether it worked."""
+    name = f"{result.notebook.parent.name}/{result.notebook.name}"
+    status = "ok" if result.error is None else f"FAILED: {result.error}"
+    return f"  {name:45s} {result.seconds:6.1f} s (kernel start {result.startup_seconds:4.1f} s)  {status}"
 
 
 def _first_error_line(text: str) -> str:
@@ -108,20 +312,29 @@ def _first_error_line(text: str) -> str:
 EXPECTED_KEY = "expected_output"
 
 
+def is_check_cell(cell) -> bool:
+    """Whether nbval compares this code cell's printed text: tagged ``nbval-check-output`` (or, the older way,
+    starting with the comment ``# NBVAL_CHECK_OUTPUT``)."""
+    if cell.get("cell_type") != "code":
+        return False
+    tags = cell.get("metadata", {}).get("tags", [])
+    return CHECK_TAG in tags or cell.get("source", "").lstrip().startswith(CHECK_MARK)
+
+
 def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Return a copy without outputs or execution counts.
 
-    The printed text of ``# NBVAL_CHECK_OUTPUT`` cells (data-only facts such as
-    shapes and class names) moves to the cell's metadata as
-    ``expected_output``; the course's ``conftest.py`` hands it to nbval, which
+    The printed text of check cells (see :func:`is_check_cell`; data-only facts such as shapes and class
+    names) moves to the cell's metadata as ``expected_output``; the course's ``conftest.py`` hands it to nbval, which
     compares it on every run. Committed notebooks thus carry no outputs.
     """
     nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)   # ipywidgets' saved state is output too
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        if cell.source.lstrip().startswith(CHECK_MARK) and cell.outputs:
+        if is_check_cell(cell) and cell.outputs:
             text = "".join(o.get("text", "") for o in cell.outputs
                            if o.get("output_type") == "stream" and o.get("name") == "stdout")
             cell.metadata[EXPECTED_KEY] = text
@@ -139,7 +352,7 @@ def outputs_problems(path: Path) -> list[str]:
             continue
         if cell.outputs or cell.execution_count is not None:
             problems.append(f"{path}: cell {index} carries outputs (run `course strip`)")
-        if cell.source.lstrip().startswith(CHECK_MARK) and EXPECTED_KEY not in cell.metadata:
+        if is_check_cell(cell) and EXPECTED_KEY not in cell.metadata:
             problems.append(f"{path}: check cell {index} has no expected output (run `course strip --refresh`)")
     return problems
 

@@ -6,6 +6,10 @@ reference set is keyed by the data file's hash and the weights' fingerprint
 (see :func:`helpers.autograde.reference_key`), and lives in ``references/``
 at the course root, outside ``source/``, so that nbgrader never copies it
 into ``release/`` and students never receive it.
+
+Beside the arrays, ``timings.json`` records how long each cell of each
+solution ran (see :func:`timing_record`), so that time limits can follow the
+work (e.g. grading's per-cell limit: the solution's time times a margin).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from helpers.autograde import RECORD_ENV, deserialise, reference_key
 
-from .notebooks import copy_tree, execute_notebook
+from .notebooks import Execution, available_cores, copy_tree, execute_notebook, format_execution, kernel_thread_env
 from .paths import CourseError, references_dir, source_notebooks
 
 
@@ -33,8 +37,15 @@ class ReferenceError(CourseError):
     """The solutions failed to run, so no references were written."""
 
 
+#: Name of the per-cell run times written beside ``manifest.json`` in each reference set.
+TIMINGS_FILE = "timings.json"
+#: Default per-cell time limit (seconds) when the solutions run; ``--timeout`` changes it.
+DEFAULT_CELL_TIMEOUT = 600
+
+
 def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = None,
-                    log=print, keep_outputs: Path | None = None) -> Path:
+                    log=print, keep_outputs: Path | None = None, timeout: int = DEFAULT_CELL_TIMEOUT,
+                    progress: bool = False) -> Path:
     """Run every source notebook in record mode and install the references.
 
     Parameters
@@ -50,12 +61,18 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
     keep_outputs : pathlib.Path, optional
         Also keep the executed notebooks and the figures they saved here,
         one folder per assignment.
+    timeout : int
+        Per-cell time limit in seconds.
+    progress : bool
+        Show a progress bar per notebook (on a terminal).
 
     Returns
     -------
     pathlib.Path
         The folder of the new reference set, ``references/<key>``.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of notebooks run at once, at least 1, got {jobs!r}")
     notebooks = source_notebooks(root)
     if not notebooks:
         raise ReferenceError(f"no source notebooks under {root / 'source'}")
@@ -66,20 +83,22 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
         work = tmp_path / "work"
         copy_tree(root / "source", work)
 
-        threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))} if jobs > 1 else {}
+        concurrent = min(jobs, len(notebooks))
+        load_before = _load_average()
 
-        def run(nb: Path):
+        def run(position_and_nb: tuple[int, Path]) -> Execution:
+            position, nb = position_and_nb
             target = work / nb.parent.name / nb.name
             written = keep_outputs / nb.parent.name / nb.name if keep_outputs else None
-            return execute_notebook(target, env={**(env or {}), **threads, RECORD_ENV: str(record)},
-                                    write_to=written, figures=written is not None)
+            result = execute_notebook(target, env={**(env or {}), RECORD_ENV: str(record)}, timeout=timeout,
+                                      write_to=written, figures=written is not None, concurrent=concurrent,
+                                      progress=progress, progress_position=position % concurrent)
+            log(format_execution(result))
+            return result
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(run, notebooks))
+        with ThreadPoolExecutor(max_workers=concurrent) as pool:
+            results = list(pool.map(run, enumerate(notebooks)))
         failed = [r for r in results if r.error]
-        for r in results:
-            log(f"  {r.notebook.parent.name}/{r.notebook.name}: {r.seconds:.1f} s"
-                + (f"  FAILED: {r.error}" if r.error else ""))
         if failed:
             raise ReferenceError("the solutions failed; no references were written: "
                                  + "; ".join(f"{r.notebook.name}: {r.error}" for r in failed))
@@ -106,6 +125,9 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             "notebooks": {f"{r.notebook.parent.name}/{r.notebook.name}": round(r.seconds, 1) for r in results},
         }
         (key_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        timings = timing_record(results, concurrent=concurrent, figures=keep_outputs is not None,
+                                load_average=(load_before, _load_average()))
+        (key_dir / TIMINGS_FILE).write_text(json.dumps(timings, indent=2))
         dest_root = references_dir(root)
         dest_root.mkdir(exist_ok=True)
         os.chmod(dest_root, 0o700)
@@ -136,6 +158,72 @@ def _refuse_orphans(root: Path, notebooks: list[Path]) -> None:
                 f"{folder.relative_to(root)} holds the references of {folder.name}.ipynb, which is missing from "
                 f"source/: nothing was changed. Restore the notebook, or, if it was removed on purpose, delete "
                 f"{folder.relative_to(root)} and run again")
+
+
+def timing_record(results: list[Execution], *, concurrent: int, figures: bool,
+                  load_average: tuple[list[float] | None, list[float] | None]) -> dict:
+    """What ``timings.json`` holds: how long the solutions ran, cell by cell, and under what conditions.
+
+    Format (version 1)::
+
+        {"format": 1, "created": "...", "cores": 2, "concurrent_kernels": 1, "threads_per_kernel": 2,
+         "figures_inline": false, "load_average": {"before": [1m, 5m, 15m], "after": [...]},
+         "notebooks": {"lab/01_data_and_model.ipynb": {
+             "seconds": 9.1,             # wall time, kernel start-up included
+             "startup_seconds": 1.2,     # until the kernel was ready
+             "cells": [{"index": 2, "grade_id": "setup", "seconds": 3.4}, ...],   # every code cell that ran
+             "grade_ids": {"setup": 3.4, "test_correct_class_scores": 0.1, ...}}}}
+
+    Times are seconds of wall time of the solution notebooks in record mode (hidden tests included), so
+    they are what grading runs, measured on this machine under the load stated.
+    """
+    notebooks = {}
+    for r in results:
+        cells = [{"index": c.index, "grade_id": c.grade_id, "seconds": round(c.seconds, 3)} for c in r.cells]
+        notebooks[f"{r.notebook.parent.name}/{r.notebook.name}"] = {
+            "seconds": round(r.seconds, 3),
+            "startup_seconds": round(r.startup_seconds, 3),
+            "cells": cells,
+            "grade_ids": {c["grade_id"]: c["seconds"] for c in cells if c["grade_id"]},
+        }
+    return {
+        "format": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cores": available_cores(),
+        "concurrent_kernels": concurrent,
+        "threads_per_kernel": int(kernel_thread_env(concurrent)["OMP_NUM_THREADS"]),
+        "figures_inline": figures,
+        "load_average": {"before": load_average[0], "after": load_average[1]},
+        "notebooks": notebooks,
+    }
+
+
+def read_timings(reference_set: Path) -> dict:
+    """The ``timings.json`` of a reference set (see :func:`timing_record`).
+
+    Raises
+    ------
+    ReferenceError
+        If the set has no timings (made before they were recorded: run ``course references`` again) or the
+        file is not what :func:`timing_record` writes.
+    """
+    path = Path(reference_set) / TIMINGS_FILE
+    if not path.is_file():
+        raise ReferenceError(f"{path} is missing: run `course references` to measure the solutions' run times")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ReferenceError(f"{path} is not valid JSON ({err}): run `course references` again") from None
+    if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(data.get("notebooks"), dict):
+        raise ReferenceError(f"{path} is not a timings file of format 1: run `course references` again")
+    return data
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 #: The hidden SmoothGrad checks of ``source/homework/04_smoothgrad.ipynb`` and
