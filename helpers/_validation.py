@@ -1,4 +1,4 @@
-"""Small argument checks shared by the public functions of :mod:`helpers` and ``course_tools``.
+"""Small argument checks shared by the public functions of :mod:`helpers` and the instructor tools.
 
 This is the one validation layer: argument checks, the conversion of tensors
 to numpy arrays, and the checks of a model against its inputs live here, and
@@ -214,6 +214,6 @@ def require_rng(name: str, value: Any) -> np.random.Generator:
     if isinstance(value, np.random.Generator):
         return value
     if callable(getattr(value, "normal", None)):
-        # Duck-typed generators (the grader's FixedNoise) draw with .normal() too.
+        # Duck-typed generators (anything with .normal()) are accepted too.
         return value
     raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, got {describe(value)}")
