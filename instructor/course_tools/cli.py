@@ -239,17 +239,6 @@ def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def _seconds_since_start() -> float:
     """Seconds since this process started (interpreter and imports included), or since main() if unknown."""
     try:
@@ -275,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def with_timeout(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT,
+        p.add_argument("--timeout", type=_int_at_least(1, "seconds"), default=DEFAULT_CELL_TIMEOUT,
                        help=f"per-cell time limit in seconds (default {DEFAULT_CELL_TIMEOUT}; raise it on a busy "
                             "machine)")
         return p
@@ -286,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = with_model(sub.add_parser("references", help="run the solutions and write the reference arrays and "
                                                      "their cell run times"))
-    p.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once (default 1)")
+    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1, help="notebooks run at once (default 1)")
     with_timeout(p)
     p.set_defaults(func=cmd_references)
     p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
@@ -294,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("colab", help="write course.toml's repository address into every notebook's Colab cell"
                    ).set_defaults(func=cmd_colab)
     p = with_model(sub.add_parser("build", help="Colab cells, release/ and the reference arrays"))
-    p.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once (default 1)")
+    p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=1, help="notebooks run at once (default 1)")
     with_timeout(p)
     p.set_defaults(func=cmd_build)
     sub.add_parser("check", help="release up to date, nothing leaked (release and published tree), no outputs "
