@@ -69,7 +69,7 @@ CASES = [
     ("colab-toml-not-utf8", _break("course.toml", b'[colab]\nrepository = "caf\xe9"\n'), ["colab"],
      r"course.toml is not UTF-8 text"),
     ("colab-toml-not-toml", _break("course.toml", "[colab\nrepository ="), ["colab"], r"course.toml is not valid TOML"),
-    ("colab-toml-no-table", _break("course.toml", "x = 1\n"), ["colab"], r"course.toml needs a \[colab\] table"),
+    ("colab-toml-no-table", _break("course.toml", "x = 1\n"), ["colab"], r"course.toml needs a \[student\] table"),
     ("colab-toml-bad-address", _break("course.toml", '[colab]\nrepository = "http://x; rm -rf /"\n'), ["colab"],
      r"\[colab\] repository in .* must be an https address"),
     ("release-config-syntax", _break("nbgrader_config.py", "c = get_config(\n"), ["release"],
