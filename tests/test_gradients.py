@@ -1,14 +1,16 @@
 """The saliency pipeline gets the right numbers.
 
-A small reference routine, written exactly as the lab computes saliency
-(forward, ``scores.gather(1, y.view(-1, 1)).squeeze()``,
-``scores.backward(torch.ones_like(scores))``, read ``X.grad``), is checked on
+The source notebooks' own solutions (``compute_saliency`` of notebook 2, the
+channel reductions of notebook 3, executed from their solution cells) are checked on
 tiny models whose input gradients are known: a linear model, finite
 differences on a small conv net, the channel reductions, and batch
 independence on the real (untrained) SqueezeNet.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 
 import numpy as np
@@ -22,23 +24,41 @@ from helpers.images import preprocess_batch
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def solution(notebook: str, grade_id: str, name: str):
+    """The function ``name`` as defined in the source notebook's solution cell ``grade_id``.
+
+    These tests pin what the kit's solutions compute, independently of the references recorded from them
+    (which every test run regenerates from the same solutions): a changed solution must still pass them.
+    """
+    nb = json.loads((ROOT / "source" / "lab" / notebook).read_text())
+    (cell,) = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id]
+    namespace = {"torch": torch, "np": np}
+    exec(compile("".join(cell["source"]), f"{notebook}:{grade_id}", "exec"), namespace)
+    return namespace[name]
+
+
+_compute_saliency = solution("02_vanilla_saliency.ipynb", "compute_saliency", "compute_saliency")
+_maxabs = solution("03_reductions_and_histograms.ipynb", "maxabs_over_channels", "maxabs_over_channels")
+_max = solution("03_reductions_and_histograms.ipynb", "max_over_channels", "max_over_channels")
+
+
 def lab_gradients(X: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Gradient of each image's correct-class score with respect to the image, as in the lab."""
+    """Gradient of each image's correct-class score with respect to the image: the lab's solution."""
     model.eval()
-    X = X.clone().requires_grad_()
-    scores = model(X)
-    scores = scores.gather(1, y.view(-1, 1)).squeeze()
-    scores.backward(torch.ones_like(scores))
-    return X.grad
+    return _compute_saliency(X, y, model)
 
 
 def saliency_max(grad: torch.Tensor) -> torch.Tensor:
-    """The lab's saliency map: max over channels of the absolute gradient."""
-    return grad.abs().max(dim=1)[0]
+    """The lab's saliency map (solution of notebook 3): max over channels of the absolute gradient."""
+    return _maxabs(grad)
 
 
 def signed_max(grad: torch.Tensor) -> torch.Tensor:
-    return grad.max(dim=1)[0]
+    """The signed maximum over channels (solution of notebook 3)."""
+    return _max(grad)
 
 
 # --------------------------------------------------------------------------- linear model
