@@ -119,3 +119,43 @@ def file_states(*roots: Path) -> dict[str, tuple[int, bytes]]:
             states[str(p)] = (p.stat().st_size, hashlib.sha256(p.read_bytes()).digest()
                               if p.stat().st_size < (64 << 20) else b"large")
     return states
+
+
+@pytest.fixture(scope="session")
+def untrained_references(data_file, untrained_model) -> Path:
+    """This course's reference set for the untrained network, written once per session (as ``course
+    references`` does) and shared by every test that builds a temporary course."""
+    from course_tools.references import make_references
+    from helpers.autograde import reference_key
+    from helpers.data import sha256_of
+    from helpers.model import weights_fingerprint
+
+    key = reference_key(sha256_of(data_file), weights_fingerprint(untrained_model))
+    dest = ROOT / "references" / key
+    if not (dest / "manifest.json").is_file():
+        env = {"SALIENCY_DATA": str(data_file), "SALIENCY_WEIGHTS": "untrained"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            made = make_references(ROOT, env=env, log=lambda line: None)
+        assert made == dest, f"references written to {made}, expected {dest}"
+    return dest
+
+
+def make_course_copy(folder: Path, references: Path) -> Path:
+    """A temporary course made from the real one: settings, ``source/``, the student versions (``course
+    release``) and a copy of ``references`` (the set made from this very ``source/``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("nbgrader_config.py", "course.toml"):
+        shutil.copy2(ROOT / name, folder)
+    shutil.copytree(ROOT / "source", folder / "source",
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf", ".ipynb_checkpoints"))
+    (folder / "release").mkdir(exist_ok=True)
+    shutil.copytree(references, folder / "references" / references.name)
+    result = subprocess.run([sys.executable, "-m", "course_tools", "release"], cwd=folder, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f"course release failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return folder

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_course_copy
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = [sys.executable, "-m", "course_tools"]
 
@@ -53,13 +55,8 @@ def _run(args, cwd, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = tmp_path_factory.mktemp("course")
-    shutil.copy2(ROOT / "nbgrader_config.py", course)
-    shutil.copy2(ROOT / "course.toml", course)
-    shutil.copytree(ROOT / "source", course / "source", ignore=shutil.ignore_patterns("*.png", "*.pdf"))
-    (course / "release").mkdir()
-    build_log = _run(["build"], course)
+def graded(tmp_path_factory, untrained_references):
+    course = make_course_copy(tmp_path_factory.mktemp("e2e") / "course", untrained_references)
     _run(["demo-class"], course)
     # A student who tries to read the references and the solutions, and to change the course's code.
     from course_tools.demo_class import NB01, Scenario, solutions, write_submission
@@ -73,7 +70,7 @@ def graded(tmp_path_factory):
     for path in (course / "autograded").glob("*/*/grading.json"):
         record = json.loads(path.read_text())
         results[record["student"]] = record
-    return {"course": course, "results": results, "build_log": build_log, "grade_log": grade_log,
+    return {"course": course, "results": results, "grade_log": grade_log,
             "report_log": report_log}
 
 
@@ -117,7 +114,7 @@ MISTAKES = {
     "smoothgrad_last_image_only": ("test_smoothgrad", "only the last image"),
     "noise_after_normalisation": ("test_smoothgrad", "pixel space"),
     "smoothgrad_one_copy": ("test_smoothgrad", "one noisy copy"),
-    "smoothgrad_reused_noise": ("test_smoothgrad", "same noise"),
+    "smoothgrad_reused_noise": ("test_smoothgrad", "each with new noise"),
     "smoothgrad_average_raw": ("test_smoothgrad", "averaged the raw gradients"),
     # Its patches silence the in-kernel hook too, so nothing is handed to the grader: zero for that part.
     "patched_comparisons": ("test_maxabs_over_channels", "did not get to check"),

@@ -61,17 +61,9 @@ def record_untrained(tmp: Path, data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory, data_file, monkeypatch_module):
-    monkeypatch_module.setenv("SALIENCY_WEIGHTS", "untrained")
-    monkeypatch_module.setenv("SALIENCY_DATA", str(data_file))
-    return record_untrained(tmp_path_factory.mktemp("digest"), data_file)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+def recorded(untrained_references):
+    """The solutions' references for the untrained network, recorded once per test session."""
+    return untrained_references
 
 
 def test_the_solutions_references_match_the_committed_digest(recorded):
