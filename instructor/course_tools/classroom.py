@@ -22,7 +22,7 @@ from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerpr
 
 from .grading import (DEFAULT_MEMORY_MIB, GradingSettings, NotebookResult, PartResult, discover_submissions,
                       grade_notebook, graded_cells, load_results, save_result)
-from .paths import ASSIGNMENTS, CourseError, references_dir, source_notebooks
+from .paths import CourseError, assignments, references_dir, source_notebooks
 from .sandbox import KernelJob, SandboxError, SandboxPolicy, prerequisites
 
 
@@ -82,7 +82,7 @@ def _ensure_gradebook(root: Path) -> None:
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="saliency") as gb:
         missing = []
-        for assignment in ASSIGNMENTS:
+        for assignment in assignments(root):
             try:
                 gb.find_assignment(assignment)
             except MissingEntry:
@@ -196,7 +196,7 @@ tr.problem td{{background:#fff8e0}}</style></head><body>
 
 
 def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | None = None,
-                assignments: list[str] | None = None, settings: GradingSettings | None = None,
+                only_assignments: list[str] | None = None, settings: GradingSettings | None = None,
                 memory_mib: int = DEFAULT_MEMORY_MIB, weights: str | None = None, unsandboxed: bool = False,
                 log=print) -> list[list[NotebookResult]]:
     """Grade every submission found in ``submitted/``; returns the results per submission.
@@ -207,8 +207,8 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         The course root.
     jobs : int, optional
         Notebooks graded at once (default: one more than the cores).
-    students, assignments : list of str, optional
-        Grade only these.
+    students, only_assignments : list of str, optional
+        Grade only these (assignment names as found in ``source/``).
     settings : GradingSettings, optional
         Time limits.
     memory_mib : int
@@ -223,6 +223,11 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     """
     # One more worker than cores: a kernel spends part of its life starting up and waiting on messages,
     # and the extra worker fills those gaps (measured: 13.4 s instead of 15.7 s per submission on 2 cores).
+    only = only_assignments
+    unknown = sorted(set(only or ()) - set(assignments(root)))
+    if unknown:
+        raise GradingSetupError(f"--assignment: no assignment named {', '.join(map(repr, unknown))} in source/ (there: "
+                                f"{', '.join(assignments(root)) or 'none'})")
     cores = os.cpu_count() or 1
     jobs = jobs or cores + 1
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -233,7 +238,7 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         raise GradingSetupError("student code cannot be sandboxed here: " + "; ".join(missing)
                                 + ". Install what is missing (README, 'Grading'), or pass --unsandboxed to run "
                                 "student code unconfined as yourself.")
-    pairs, skipped = discover_submissions(root, list(ASSIGNMENTS), students, assignments)
+    pairs, skipped = discover_submissions(root, assignments(root), students, only)
     for line in skipped:
         log(f"  skipped {line}")
     if not pairs:
@@ -323,10 +328,11 @@ def write_report(root: Path, out: Path | None = None) -> Path:
         raise GradingSetupError("nothing graded yet: run `course grade` first")
     scores = manual_scores(root)
     columns: dict[str, list[str]] = {}
-    for assignment in ASSIGNMENTS:
+    order = assignments(root)
+    for assignment in order:
         columns[assignment] = [f"{nb.stem}:{gid}" for nb in source_notebooks(root, assignment)
                                for gid, _, _ in graded_cells(nbformat.read(nb, as_version=4))]
-    all_columns = [c for a in ASSIGNMENTS for c in columns[a]]
+    all_columns = [c for a in order for c in columns[a]]
     out = out or root / "reports" / "grades.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:

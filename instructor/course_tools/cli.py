@@ -209,7 +209,7 @@ def cmd_grade(root: Path, args: argparse.Namespace) -> int:
     if args.data:
         os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
     settings = GradingSettings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
-    grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
+    grade_class(root, jobs=args.jobs, students=args.student or None, only_assignments=args.assignment or None,
                 settings=settings, memory_mib=args.memory_mib, weights=args.weights, unsandboxed=args.unsandboxed)
     return 0
 
@@ -233,7 +233,7 @@ def cmd_report(root: Path, args: argparse.Namespace) -> int:
 def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
     from .demo_class import make_demo_class
 
-    made = make_demo_class(root, copies=args.copies)
+    made = make_demo_class(root, names=args.scenario or None, copies=args.copies)
     print(f"wrote {len(made)} demo submissions under submitted/: " + ", ".join(sorted(set(made))[:12])
           + (" ..." if len(set(made)) > 12 else ""))
     return 0
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="write the student repository (release notebooks, helpers, README) into DEST")
     p.add_argument("dest", help="folder of the public student repository (outside the course folder; empty, or "
                                 "written by an earlier publish)")
-    p.add_argument("--after", choices=["lab", "homework"], default=None,
+    p.add_argument("--after", default=None, metavar="ASSIGNMENT",
                    help="the last assignment whose deadline has passed: also publish the companion notebooks "
                         "that answer it (and, after the homework, the beyond package)")
     p.set_defaults(func=cmd_publish)
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=None,
                    help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
+    p.add_argument("--assignment", action="append", help="only this assignment (a folder of source/; repeatable)")
     p.add_argument("--cell-timeout", type=_int_at_least(1, "seconds"), default=60,
                    help="seconds per cell: at least this, or 10x the solution's time for that cell (default 60)")
     p.add_argument("--notebook-timeout", type=_int_at_least(1, "seconds"), default=600,
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-class", help="write example submissions (solutions, typical mistakes, broken ones)")
     p.add_argument("--copies", type=_int_at_least(1, "copies"), default=1,
                    help="how many copies of each example (for benchmarks)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="write only this example (repeatable; e.g. solutions_lab, untouched_lab, no_abs)")
     p.set_defaults(func=cmd_demo_class)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",

@@ -16,7 +16,7 @@ from typing import Callable
 
 import nbformat
 
-from .paths import ASSIGNMENTS, source_notebooks
+from .paths import assignments, source_notebooks
 
 NB01, NB02, NB03, NB04 = ("01_data_and_model.ipynb", "02_vanilla_saliency.ipynb",
                           "03_reductions_and_histograms.ipynb", "04_smoothgrad.ipynb")
@@ -60,8 +60,27 @@ def _replace_in(text: str, old: str, new: str) -> str:
 
 
 def scenarios(root: Path) -> dict[str, Scenario]:
-    """The example class: name -> scenario."""
-    lab, hw = solutions(root, "lab"), solutions(root, "homework")
+    """The example class: name -> scenario.
+
+    Every assignment found in ``source/`` gets ``solutions_<assignment>`` (full marks) and
+    ``untouched_<assignment>`` (the release as handed out: 0). The typical mistakes and broken notebooks
+    below are written against this course's own lab and homework, and are added only while their
+    notebooks are there.
+    """
+    found = assignments(root)
+    table = {}
+    for assignment in found:
+        table[f"solutions_{assignment}"] = Scenario(assignment)
+        table[f"untouched_{assignment}"] = Scenario(assignment, blank=True)
+    if "lab" in found and "homework" in found:
+        lab, hw = solutions(root, "lab"), solutions(root, "homework")
+        if {NB01, NB02, NB03} <= set(lab) and NB04 in hw:
+            table.update(_course_scenarios(lab, hw))
+    return table
+
+
+def _course_scenarios(lab: dict[str, dict[str, str]], hw: dict[str, dict[str, str]]) -> dict[str, Scenario]:
+    """Typical mistakes and broken notebooks of the lab (01-03) and the homework (04)."""
     maxabs = lab[NB03]["maxabs_over_channels"]
     maxc = lab[NB03]["max_over_channels"]
     sal = lab[NB02]["compute_saliency"]
@@ -91,10 +110,6 @@ def scenarios(root: Path) -> dict[str, Scenario]:
     loop_catching = ("import time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
                      "    except KeyboardInterrupt:\n        pass\n")
     return {
-        "solutions_lab": Scenario("lab"),
-        "solutions_homework": Scenario("homework"),
-        "untouched_lab": Scenario("lab", blank=True),
-        "untouched_homework": Scenario("homework", blank=True),
         "no_abs": Scenario("lab", {NB03: {"maxabs_over_channels": _replace_in(maxabs, "gradients.abs().max", "gradients.max")}},
                            only=(NB03,)),
         "wrong_axis": Scenario("lab", {NB03: {"max_over_channels": _replace_in(maxc, "dim=1", "dim=2")}}, only=(NB03,)),
@@ -182,6 +197,9 @@ def make_demo_class(root: Path, names: list[str] | None = None, copies: int = 1)
     """Write the example class (or the named scenarios); ``copies`` > 1 repeats them as student_2, ..."""
     table = scenarios(root)
     chosen = names or list(table)
+    unknown = [name for name in chosen if name not in table]
+    if unknown:
+        raise ValueError(f"names: no demo scenario {', '.join(map(repr, unknown))} (there: {', '.join(table)})")
     written = []
     for copy_index in range(copies):
         for name in chosen:
@@ -191,4 +209,4 @@ def make_demo_class(root: Path, names: list[str] | None = None, copies: int = 1)
     return written
 
 
-__all__ = ["ASSIGNMENTS", "Scenario", "make_demo_class", "scenarios", "solutions", "write_submission"]
+__all__ = ["Scenario", "make_demo_class", "scenarios", "solutions", "write_submission"]
