@@ -18,7 +18,7 @@ import nbformat
 
 from helpers.autograde import reference_key
 from helpers.data import locate_data_file, sha256_of
-from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerprint
+from helpers.model import MODEL_ENV_VAR, load_model, network, weights_fingerprint
 
 from .grading import (DEFAULT_MEMORY_MIB, GradingSettings, NotebookResult, PartResult, discover_submissions,
                       grade_notebook, graded_cells, load_results, save_result)
@@ -30,31 +30,38 @@ class GradingSetupError(CourseError):
     """Grading cannot start (no references, no gradebook entries, ...)."""
 
 
-def current_model_and_data(weights: str | None = None) -> tuple[str, Path, str]:
-    """(weights choice, data file, reference key) for the grading run, decided by the instructor's settings."""
+def current_model_and_data(weights: str | None = None, name: str | None = None) -> tuple[str, Path, str]:
+    """(weights choice, data file, reference key) for the grading run, decided by the instructor's settings.
+
+    ``name`` is the network (``course.toml`` ``[model] name``; ``$SALIENCY_MODEL`` or the default if ``None``).
+    """
     data_file = locate_data_file(download=True)
     choice = weights or os.environ.get("SALIENCY_WEIGHTS") or "pretrained"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_squeezenet(choice, device="cpu")
+        model = load_model(choice, device="cpu", name=name)
     key = reference_key(sha256_of(data_file), weights_fingerprint(model))
     return choice, data_file, key
 
 
-def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str) -> dict[str, str]:
-    """Copies of the data and weight files that the unprivileged kernel may read (at ``inside`` in its view)."""
+def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str, name: str) -> dict[str, str]:
+    """Copies of the data and weight files that the unprivileged kernel may read (at ``inside`` in its view).
+
+    The kernel's environment names them, and the network (``name``), as the notebooks read them.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     os.chmod(tmp, 0o755)
     data_copy = tmp / "imagenet_val_25.npz"
     shutil.copy2(data_file, data_copy)
     os.chmod(data_copy, 0o444)
-    env = {"SALIENCY_DATA": f"{inside}/{data_copy.name}", "SALIENCY_WEIGHTS": choice}
+    net = network(name)
+    env = {"SALIENCY_DATA": f"{inside}/{data_copy.name}", "SALIENCY_WEIGHTS": choice, MODEL_ENV_VAR: net.name}
     if choice not in ("untrained",):
         import torch
 
-        source = Path(torch.hub.get_dir()) / "checkpoints" / PRETRAINED_FILENAME if choice == "pretrained" \
+        source = Path(torch.hub.get_dir()) / "checkpoints" / net.filename if choice == "pretrained" \
             else Path(choice)
-        weights_copy = tmp / PRETRAINED_FILENAME
+        weights_copy = tmp / net.filename
         shutil.copy2(source, weights_copy)
         os.chmod(weights_copy, 0o444)
         env["SALIENCY_WEIGHTS"] = f"{inside}/{weights_copy.name}"
@@ -244,7 +251,10 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     if not pairs:
         raise GradingSetupError(f"no submissions found under {root / 'submitted'} (nbgrader layout: "
                                 "submitted/<student>/<assignment>/<notebook>.ipynb)")
-    choice, data_file, key = current_model_and_data(weights)
+    from .network import course_network
+
+    name = course_network(root)
+    choice, data_file, key = current_model_and_data(weights, name)
     if not (references_dir(root) / key / "manifest.json").is_file():
         raise GradingSetupError(f"no reference arrays for {key}: run `course build` (or `course references`) "
                                 "with the same data and weights first")
@@ -255,7 +265,7 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     threads = max(1, cores // jobs)
     policy = SandboxPolicy(memory_mib=memory_mib, cpus=float(max(1, threads)), threads=threads,
                            isolated=not missing)
-    log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); references {key}")
+    log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); network {name}, references {key}")
     log("  each notebook runs in its own sandbox (bubblewrap: no network, own processes and files; "
         f"cgroup: {memory_mib} MiB, {policy.pids} tasks, {policy.cpus:g} CPU)" if policy.isolated else
         "  WARNING: --unsandboxed: student code runs as you, unconfined, and can read and change your files")
@@ -266,7 +276,7 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         inputs = Path(tmp) / "inputs"
         from .sandbox import INPUTS
 
-        env = _shared_inputs(inputs, choice, data_file, INPUTS if policy.isolated else str(inputs))
+        env = _shared_inputs(inputs, choice, data_file, INPUTS if policy.isolated else str(inputs), name)
         items = [(student, assignment, nb.name) for student, assignment in pairs
                  for nb in source_notebooks(root, assignment)]
 

@@ -55,8 +55,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(1)
 
 
-def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
-    env = {}
+def _env_from_args(args: argparse.Namespace, root: Path | None = None) -> dict[str, str]:
+    """The kernels' environment: weights and data from the arguments, the network from course.toml."""
+    from .network import kernel_env
+
+    env = kernel_env(root) if root is not None else {}
     if getattr(args, "weights", None):
         env["SALIENCY_WEIGHTS"] = args.weights
     if getattr(args, "data", None):
@@ -67,7 +70,7 @@ def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
 def cmd_run(root: Path, args: argparse.Namespace) -> int:
     out = (root / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = _env_from_args(args)
+    env = _env_from_args(args, root)
     from .references import make_references
 
     print(f"Running the series (source/, with solutions) headless; results in {out}")
@@ -94,7 +97,7 @@ def cmd_references(root: Path, args: argparse.Namespace) -> int:
     print(f"Running the solutions in record mode ({args.jobs} at a time, "
           f"{nbtools.kernel_thread_env(args.jobs)['OMP_NUM_THREADS']} thread(s) each, at most {args.timeout} s "
           "per cell) ...")
-    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args), timeout=args.timeout, progress=True)
+    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args, root), timeout=args.timeout, progress=True)
     print(f"References written to {dest.relative_to(root)} (cell run times: {TIMINGS_FILE})")
     return 0
 
@@ -170,7 +173,7 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
             # Re-run to record the expected text of the "# NBVAL_CHECK_OUTPUT" cells.
             with tempfile.TemporaryDirectory() as tmp:
                 executed = Path(tmp) / nb_path.name
-                env = {**_env_from_args(args), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
+                env = {**_env_from_args(args, root), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
                 result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed,
                                                   timeout=args.timeout, progress=True)
                 print(nbtools.format_execution(result))

@@ -23,7 +23,7 @@ class ReleaseError(CourseError):
 # Text that only the instructor's version may contain.
 _FORBIDDEN = [
     "BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "MARK SCHEME",
-    "checks.compare", "checks.require_files", "FixedNoise", "SALIENCY_RECORD_REFERENCES",
+    "checks.compare", "checks.require_files", "cross_check=", "SALIENCY_RECORD_REFERENCES",
 ]
 
 
