@@ -8,6 +8,7 @@ Examples
 ``course check``        what CI checks: release up to date, no leaks, no committed outputs
 ``course strip``        remove outputs from the committed notebooks
 ``course publish DEST`` write the student repository (add ``--after homework`` once its deadline has passed)
+``course new NAME``     a new assignment: source/NAME/<NN>_NAME.ipynb with one example exercise
 """
 
 from __future__ import annotations
@@ -242,6 +243,18 @@ def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(root: Path, args: argparse.Namespace) -> int:
+    from .scaffold import new_assignment
+
+    path = new_assignment(root, args.assignment, args.title)
+    print(f"wrote {path.relative_to(root)}: a Colab cell, the read-only setup cell and one example exercise "
+          "(answer cell, visible tests, a hidden check with one declared mistake).")
+    print(f"Next: edit it in JupyterLab, then `course build`; try the grader with `course demo-class --scenario "
+          f"solutions_{args.assignment} --scenario untouched_{args.assignment}` and `course grade "
+          f"--assignment {args.assignment}`.")
+    return 0
+
+
 def _seconds_since_start() -> float:
     """Seconds since this process started (interpreter and imports included), or since main() if unknown."""
     try:
@@ -321,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="write only this example (repeatable; e.g. solutions_lab, untouched_lab, no_abs)")
     p.set_defaults(func=cmd_demo_class)
+    p = sub.add_parser("new", help="a new assignment: source/ASSIGNMENT/<NN>_ASSIGNMENT.ipynb with the course's "
+                                   "conventions and one example exercise")
+    p.add_argument("assignment", help="the new assignment's folder name (a letter, then letters, digits, '_', '-')")
+    p.add_argument("--title", default=None, help="the notebook's heading")
+    p.set_defaults(func=cmd_new)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",
                    help="re-run the notebooks first and store the printed text of '# NBVAL_CHECK_OUTPUT' cells "
