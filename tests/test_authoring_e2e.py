@@ -49,7 +49,8 @@ def _empty_course(tmp_path: Path, model: str | None = None) -> Path:
     shutil.copy2(ROOT / "nbgrader_config.py", course)
     settings = (ROOT / "course.toml").read_text()
     if model is not None:
-        settings += f'\n[model]\nname = "{model}"\n'
+        assert settings.count('\nname = "squeezenet1_1"\n') == 1, "course.toml's [model] name is not where expected"
+        settings = settings.replace('\nname = "squeezenet1_1"\n', f'\nname = "{model}"\n')
     (course / "course.toml").write_text(settings)
     (course / "source").mkdir()
     (course / "release").mkdir()

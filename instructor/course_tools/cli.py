@@ -274,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--weights", help="'pretrained' (default), 'untrained', or a path to squeezenet1_1-b8a52dc0.pth "
-                                         "(default: $SALIENCY_WEIGHTS)")
+        p.add_argument("--weights", help="'pretrained' (default), 'untrained', or a path to the network's torchvision "
+                                         "file, e.g. squeezenet1_1-b8a52dc0.pth (default: $SALIENCY_WEIGHTS; the "
+                                         "network is course.toml's [model] name)")
         p.add_argument("--data", help="path to imagenet_val_25.npz (default: $SALIENCY_DATA, the cache, or a download)")
         return p
 
