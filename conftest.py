@@ -23,6 +23,17 @@ ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("SALIENCY_QUICK", "1")
 
 
+def _network_of_the_course() -> None:
+    """nbval's kernels run the notebooks with course.toml's network, as `course references` records them."""
+    from course_tools.network import course_network
+    from helpers.model import MODEL_ENV_VAR
+
+    os.environ.setdefault(MODEL_ENV_VAR, course_network(ROOT))
+
+
+_network_of_the_course()
+
+
 def _give_nbval_the_expected_outputs(items) -> None:
     """Committed notebooks carry no outputs: the expected text of each ``# NBVAL_CHECK_OUTPUT`` cell lives
     in its metadata (``course strip --refresh`` writes it), and is handed to nbval here."""

@@ -90,7 +90,7 @@ for _p in (ROOT, ROOT / "instructor"):
 
 from course_tools.smoothgrad import default_chunk_size, smoothgrad, smoothgrad_loop  # noqa: E402
 from helpers.data import load_imagenet_val  # noqa: E402
-from helpers.images import SQUEEZENET_MEAN, SQUEEZENET_STD, preprocess_batch  # noqa: E402
+from helpers.images import IMAGENET_MEAN, IMAGENET_STD, preprocess_batch  # noqa: E402
 from helpers.model import load_squeezenet  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "imagenet_val_25.npz"
@@ -277,7 +277,7 @@ def _captum(p: Problem, model: torch.nn.Module, channels_last: bool, batch: int 
     torch.manual_seed(p.seed)
     tunnel = NoiseTunnel(Saliency(model))
     x_all = preprocess_batch(p.X, device=p.device)
-    mean_std = float(np.mean(SQUEEZENET_STD))
+    mean_std = float(np.mean(IMAGENET_STD))
     maps = []
     for i in range(p.X.shape[0]):
         x = x_all[i:i + 1]
@@ -306,8 +306,8 @@ def run_captum_batch_n(p: Problem) -> np.ndarray:
 def run_pair(p: Problem) -> np.ndarray:
     import saliency.core as saliency_core
 
-    mean = torch.as_tensor(SQUEEZENET_MEAN, device=p.device)[:, None, None]
-    std = torch.as_tensor(SQUEEZENET_STD, device=p.device)[:, None, None]
+    mean = torch.as_tensor(IMAGENET_MEAN, device=p.device)[:, None, None]
+    std = torch.as_tensor(IMAGENET_STD, device=p.device)[:, None, None]
     model, device = p.model, p.device
 
     def call_model_function(x_batch: np.ndarray, call_model_args: dict | None = None,

@@ -159,7 +159,7 @@ class HiddenChecks:
 
     def compare(self, name: str, value: Any, *, cell: str, expect: str = "any", rtol: float = DEFAULT_RTOL,
                 mistakes: Callable[[], Mapping[str, tuple[Any, str]]] | None = None,
-                otherwise: str | None = None) -> None:
+                otherwise: str | None = None, cross_check: Mapping[str, Any] | None = None) -> None:
         """Check (or record, or hand to the grader) one result of the student's code.
 
         Everything the grader needs to judge this result is declared here, in the
@@ -186,6 +186,11 @@ class HiddenChecks:
             Recording fails if a mistake cannot be told apart from the right answer.
         otherwise : str, optional
             Feedback when the result is wrong and matches no declared mistake.
+        cross_check : dict, optional
+            ``{"method": name, **arguments}``: recompute the recorded value independently with the
+            instructor's implementation of ``method`` on the course's data and network (plain
+            numbers, strings or ``None`` as arguments), so that a slip in the solution cannot become
+            every student's reference. Recorded in the check's spec; ``course references`` runs it.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"name must be a short name of letters, digits, '_', '.', '-', got {name!r}")
@@ -198,6 +203,8 @@ class HiddenChecks:
             raise TypeError(f"mistakes must be a function returning {{key: (array, message)}}, got {describe(mistakes)}")
         if otherwise is not None and (not isinstance(otherwise, str) or not otherwise.strip()):
             raise TypeError(f"otherwise must be a non-empty str, got {describe(otherwise)}")
+        if cross_check is not None:
+            _require_cross_check(cross_check)
         mode = self.mode
         if mode == "grade":
             serialise(value, Path(os.environ[OUTBOX_ENV]) / self.notebook, name)
@@ -205,7 +212,8 @@ class HiddenChecks:
         folder = self._reference_folder()
         if mode == "record":
             self._record(folder, name, value, cell=cell, expect=expect, rtol=rtol,
-                         mistakes=mistakes() if mistakes is not None else {}, otherwise=otherwise)
+                         mistakes=mistakes() if mistakes is not None else {}, otherwise=otherwise,
+                         cross_check=cross_check)
             return
         if not (folder / f"{name}.json").is_file():
             raise AssertionError(
@@ -217,7 +225,8 @@ class HiddenChecks:
 
     @staticmethod
     def _record(folder: Path, name: str, value: Any, *, cell: str, expect: str, rtol: float,
-                mistakes: Mapping[str, tuple[Any, str]], otherwise: str | None) -> None:
+                mistakes: Mapping[str, tuple[Any, str]], otherwise: str | None,
+                cross_check: Mapping[str, Any] | None = None) -> None:
         """Save the solution's value, its declared mistakes and how to judge them."""
         if not isinstance(mistakes, Mapping):
             raise TypeError(f"mistakes() must return a dict {{key: (array, message)}}, got {describe(mistakes)}")
@@ -239,6 +248,8 @@ class HiddenChecks:
             messages[key] = entry[1]
         serialise(value, folder, name)
         spec = {"cell": cell, "expect": expect, "rtol": rtol, "mistakes": messages, "otherwise": otherwise}
+        if cross_check is not None:
+            spec["cross_check"] = dict(cross_check)
         (folder / f"{name}.spec.json").write_text(json.dumps(spec))
 
     def require_files(self, names: list[str], *, cell: str) -> None:
@@ -268,6 +279,16 @@ class HiddenChecks:
         problems = [problem for name in names if (problem := check_file(Path(name)))]
         if problems:
             raise AssertionError("; ".join(problems))
+
+
+def _require_cross_check(cross_check: Any) -> None:
+    """A cross-check declaration: ``{"method": short name, argument: number, str, bool or None, ...}``."""
+    if not isinstance(cross_check, Mapping) or not isinstance(cross_check.get("method"), str) \
+            or not _NAME.match(cross_check["method"]):
+        raise TypeError(f"cross_check must be a dict with a 'method' name and its arguments, got {describe(cross_check)}")
+    for key, value in cross_check.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, (bool, int, float, str))):
+            raise TypeError(f"cross_check argument {key!r} must be a number, str, bool or None, got {describe(value)}")
 
 
 _MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}

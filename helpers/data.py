@@ -312,17 +312,21 @@ def load_imagenet_val(num: int | None = None, *, path: str | os.PathLike | None 
                        sha256=DATA_SHA256)
 
 
-_ALL_NAMES: tuple[str, ...] | None = None
+_ALL_NAMES: dict[str, tuple[str, ...]] = {}
 
 
 def imagenet_class_names() -> tuple[str, ...]:
-    """Return the names of all 1000 ImageNet classes (torchvision's list), by index."""
-    global _ALL_NAMES
-    if _ALL_NAMES is None:
-        from torchvision.models import SqueezeNet1_1_Weights
+    """Return the names of all 1000 ImageNet classes, by index, from the network's weights' metadata.
 
-        _ALL_NAMES = tuple(SqueezeNet1_1_Weights.IMAGENET1K_V1.meta["categories"])
-    return _ALL_NAMES
+    The network is the one ``$SALIENCY_MODEL`` names (SqueezeNet 1.1 by default); every network of
+    :data:`helpers.model.NETWORKS` is an ImageNet-1k classifier with the same list.
+    """
+    from .model import network, network_metadata
+
+    name = network().name
+    if name not in _ALL_NAMES:
+        _ALL_NAMES[name] = network_metadata(name)["categories"]
+    return _ALL_NAMES[name]
 
 
 def class_name(label: int, class_names: dict[int, str] | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Image preprocessing for SqueezeNet, its inverse for display, and noise.
+"""Image preprocessing for the network (ImageNet's normalisation), its inverse for display, and noise.
 
 The per-image functions follow the lab's code (``preprocess``, ``deprocess``,
 ``rescale``, ``blur_image``).  :func:`preprocess_batch` is the fast path used
@@ -18,13 +18,16 @@ from PIL import Image, ImageOps
 from ._validation import (describe, require_flag, require_ndarray, require_number, require_real_array,
                           require_rng, require_tensor)
 
-#: Per-channel mean of the ImageNet training images (RGB, values in 0..1).
-SQUEEZENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-#: Per-channel standard deviation of the ImageNet training images (RGB).
-SQUEEZENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from .model import DEFAULT_NETWORK, network_metadata
+
+#: Per-channel mean of the ImageNet training images (RGB, values in 0..1), as the pretrained weights'
+#: metadata gives it (torchvision's preprocessing of every network in :data:`helpers.model.NETWORKS`).
+IMAGENET_MEAN = np.array(network_metadata(DEFAULT_NETWORK)["mean"], dtype=np.float32)
+#: Per-channel standard deviation of the ImageNet training images (RGB), from the same metadata.
+IMAGENET_STD = np.array(network_metadata(DEFAULT_NETWORK)["std"], dtype=np.float32)
 
 __all__ = [
-    "SQUEEZENET_MEAN", "SQUEEZENET_STD", "preprocess", "deprocess", "rescale",
+    "IMAGENET_MEAN", "IMAGENET_STD", "preprocess", "deprocess", "rescale",
     "blur_image", "preprocess_batch", "add_noise", "to_rgb", "MAX_PIXELS", "MAX_ASPECT",
 ]
 
@@ -123,10 +126,10 @@ def _as_pil(img: Any, name: str = "img") -> Image.Image:
 
 
 def preprocess(img: Image.Image | np.ndarray, size: int = 224) -> torch.Tensor:
-    """Turn one RGB image into a normalised batch of one, as SqueezeNet expects.
+    """Turn one RGB image into a normalised batch of one, as the network expects.
 
     Resize (shorter side to ``size``), convert to a float tensor in [0, 1],
-    normalise with :data:`SQUEEZENET_MEAN` and :data:`SQUEEZENET_STD`, and add
+    normalise with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`, and add
     a batch dimension.
 
     Parameters
@@ -146,7 +149,7 @@ def preprocess(img: Image.Image | np.ndarray, size: int = 224) -> torch.Tensor:
     transform = T.Compose([
         T.Resize(size),
         T.ToTensor(),
-        T.Normalize(mean=SQUEEZENET_MEAN.tolist(), std=SQUEEZENET_STD.tolist()),
+        T.Normalize(mean=IMAGENET_MEAN.tolist(), std=IMAGENET_STD.tolist()),
     ])
     return transform(pil)[None]
 
@@ -212,8 +215,8 @@ def deprocess(img: torch.Tensor, should_rescale: bool = True) -> Image.Image:
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"img must be finite, but {bad} of its {x.numel()} values are NaN or infinite")
-    mean = torch.from_numpy(SQUEEZENET_MEAN)[:, None, None]
-    std = torch.from_numpy(SQUEEZENET_STD)[:, None, None]
+    mean = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
+    std = torch.from_numpy(IMAGENET_STD)[:, None, None]
     x = x * std + mean
     x = rescale(x) if should_rescale else x.clamp(0, 1)
     return T.ToPILImage()(x)
@@ -276,8 +279,8 @@ def preprocess_batch(X: np.ndarray, device: str | torch.device | None = None) ->
         return torch.cat([preprocess(x) for x in X]).to(target)
     x = torch.from_numpy(np.ascontiguousarray(X)).to(target)
     x = x.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
-    mean = torch.as_tensor(SQUEEZENET_MEAN, device=x.device)[:, None, None]
-    std = torch.as_tensor(SQUEEZENET_STD, device=x.device)[:, None, None]
+    mean = torch.as_tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
+    std = torch.as_tensor(IMAGENET_STD, device=x.device)[:, None, None]
     return x.sub_(mean).div_(std)
 
 

@@ -45,7 +45,7 @@ CASES = [
     ("grade-cell-timeout-float", None, ["grade", "--cell-timeout", "2.5"], r"argument --cell-timeout: expected a whole"),
     ("grade-memory-0", None, ["grade", "--memory-mib", "0"], r"argument --memory-mib: expected at least 1024 MiB"),
     ("grade-memory-small", None, ["grade", "--memory-mib", "100"], r"argument --memory-mib: expected at least 1024"),
-    ("grade-assignment", None, ["grade", "--assignment", "exam"], r"argument --assignment: invalid choice: 'exam'"),
+    ("grade-assignment", None, ["grade", "--assignment", "exam"], r"--assignment: no assignment named 'exam' in source/ \(there: lab, homework\)"),
     ("references-jobs-0", None, ["references", "--jobs", "0"], r"argument --jobs: expected at least 1"),
     ("build-jobs-negative", None, ["build", "--jobs", "-2"], r"argument --jobs: expected at least 1"),
     ("run-timeout-0", None, ["run", "--timeout", "0"], r"argument --timeout: expected at least 1 seconds"),

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from helpers.images import (SQUEEZENET_MEAN, SQUEEZENET_STD, add_noise, blur_image, deprocess, preprocess,
+from helpers.images import (IMAGENET_MEAN, IMAGENET_STD, add_noise, blur_image, deprocess, preprocess,
                             preprocess_batch, rescale)
 
 
@@ -19,17 +19,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline")
 def _expected_normalised(img_uint8: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W), normalised, computed independently of the helpers."""
     x = torch.from_numpy(img_uint8.astype(np.float32) / np.float32(255)).permute(2, 0, 1)
-    mean = torch.from_numpy(SQUEEZENET_MEAN)[:, None, None]
-    std = torch.from_numpy(SQUEEZENET_STD)[:, None, None]
+    mean = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
+    std = torch.from_numpy(IMAGENET_STD)[:, None, None]
     return ((x - mean) / std)[None]
 
 
 # --------------------------------------------------------------------------- preprocess / deprocess
 
 def test_constants():
-    np.testing.assert_allclose(SQUEEZENET_MEAN, [0.485, 0.456, 0.406])
-    np.testing.assert_allclose(SQUEEZENET_STD, [0.229, 0.224, 0.225])
-    assert SQUEEZENET_MEAN.dtype == SQUEEZENET_STD.dtype == np.float32
+    np.testing.assert_allclose(IMAGENET_MEAN, [0.485, 0.456, 0.406])
+    np.testing.assert_allclose(IMAGENET_STD, [0.229, 0.224, 0.225])
+    assert IMAGENET_MEAN.dtype == IMAGENET_STD.dtype == np.float32
 
 
 def test_preprocess_shape_dtype_and_values(dataset):
@@ -46,7 +46,7 @@ def test_preprocess_accepts_pil_and_converts_modes(dataset):
     out = preprocess(grey)
     assert out.shape == (1, 3, 224, 224)
     # An L image becomes R = G = B, so de-normalised channels agree.
-    restored = out[0] * torch.from_numpy(SQUEEZENET_STD)[:, None, None] + torch.from_numpy(SQUEEZENET_MEAN)[:, None, None]
+    restored = out[0] * torch.from_numpy(IMAGENET_STD)[:, None, None] + torch.from_numpy(IMAGENET_MEAN)[:, None, None]
     torch.testing.assert_close(restored[0], restored[1], rtol=0, atol=1e-6)
     torch.testing.assert_close(restored[0], restored[2], rtol=0, atol=1e-6)
 

@@ -128,8 +128,9 @@ def test_the_cli_publishes_and_reports_errors_in_one_line(tmp_path, monkeypatch,
     assert cli.main(["publish", str(tmp_path / "busy")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: dest ") and "notes.txt" in err
-    with pytest.raises(SystemExit):
-        cli.main(["publish", str(tmp_path / "x"), "--after", "exam"])
+    assert cli.main(["publish", str(tmp_path / "x"), "--after", "exam"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: after must be one of ['lab', 'homework']") and not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------------------------------- the companion rules

@@ -1,9 +1,11 @@
-"""Tests of the reference cross-check (``course_tools.references.cross_check_smoothgrad``).
+"""Tests of the reference cross-check (``course_tools.references.cross_check_references``).
 
-The recorded SmoothGrad references are the solution's loop; the fast
-SmoothGrad recomputes them independently. Here the "recorded" maps are made
-with :func:`smoothgrad_loop` (what the solution does) and written with the
-grader's own :func:`helpers.autograde.serialise`.
+A hidden check declares its cross-check where it is written
+(``checks.compare(..., cross_check={"method": "smoothgrad", ...})``); recording
+puts the declaration into the check's spec, and ``course references``
+recomputes the value with the instructor's independent implementation. Here
+the "recorded" maps are made with :func:`smoothgrad_loop` (what the solution
+does) and recorded through :class:`helpers.autograde.HiddenChecks` itself.
 """
 
 from __future__ import annotations
@@ -15,67 +17,97 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_tools.references import SMOOTHGRAD_CHECKS, ReferenceError, cross_check_smoothgrad
+from course_tools.references import ReferenceError, cross_check_references, declared_cross_checks
 from course_tools.smoothgrad import smoothgrad_loop
-from helpers.autograde import reference_key, serialise
+from helpers.autograde import RECORD_ENV, HiddenChecks
 from helpers.model import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 HOMEWORK = ROOT / "source" / "homework" / "04_smoothgrad.ipynb"
+CHECKS = {"smoothgrad_no_noise": {"method": "smoothgrad", "images": 3, "n": 2, "noise_pct": 0.0, "seed": None},
+          "smoothgrad_seeded": {"method": "smoothgrad", "images": 3, "n": 4, "noise_pct": 0.25, "seed": 7}}
 
 
-def recorded_set(tmp_path: Path, dataset, model, names=tuple(SMOOTHGRAD_CHECKS)) -> Path:
-    key_dir = tmp_path / reference_key(dataset.sha256, weights_fingerprint(model))
+def recorded_set(tmp_path: Path, dataset, model, monkeypatch, names=tuple(CHECKS)) -> Path:
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path))
+    checks = HiddenChecks(dataset.sha256, weights_fingerprint(model), "04_smoothgrad")
     for name in names:
-        spec = SMOOTHGRAD_CHECKS[name]
+        spec = CHECKS[name]
         k = spec["images"]
         rng = np.random.default_rng(spec["seed"]) if spec["seed"] is not None else None
-        maps = smoothgrad_loop(dataset.X[:k], dataset.y[:k], model, n=spec["n"],
-                               noise_pct=spec["noise_pct"], rng=rng)
-        serialise(maps, key_dir / "04_smoothgrad", name)
-    return key_dir
+        maps = smoothgrad_loop(dataset.X[:k], dataset.y[:k], model, n=spec["n"], noise_pct=spec["noise_pct"], rng=rng)
+        checks.compare(name, maps, cell="test_smoothgrad", expect="numpy", cross_check=spec)
+    monkeypatch.delenv(RECORD_ENV)
+    return tmp_path / checks.key
 
 
 @pytest.fixture
 def env(data_file):
-    return {"SALIENCY_DATA": str(data_file), "SALIENCY_WEIGHTS": "untrained"}
+    return {"SALIENCY_DATA": str(data_file), "SALIENCY_WEIGHTS": "untrained", "SALIENCY_MODEL": "squeezenet1_1"}
 
 
-def test_table_names_the_hidden_smoothgrad_checks_of_the_homework():
-    """Every SmoothGrad check of the homework is cross-checked (a changed argument makes `course references`
-    fail the cross-check itself, see test_a_wrong_reference_is_refused)."""
+def test_every_smoothgrad_check_of_the_homework_declares_its_cross_check():
+    """The hidden test says what the cross-check needs: each value computed by `smoothgrad(` declares one."""
     cells = json.loads(HOMEWORK.read_text())["cells"]
     source = next("".join(c["source"]) for c in cells
                   if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "test_smoothgrad")
     hidden = source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-    names = re.findall(r'checks\.compare\(\s*"(\w+)", smoothgrad\(', hidden)
-    assert sorted(names) == sorted(SMOOTHGRAD_CHECKS), "SMOOTHGRAD_CHECKS must list the hidden SmoothGrad checks"
+    calls = re.split(r"checks\.compare\(", hidden)[1:]
+    smoothgrad_calls = [call for call in calls if re.match(r'\s*"\w+", smoothgrad\(', call)]
+    assert len(smoothgrad_calls) == 2
+    assert all('cross_check={"method": "smoothgrad"' in call for call in smoothgrad_calls)
 
 
-def test_the_loops_references_pass(tmp_path, dataset, untrained_model, env):
-    errors = cross_check_smoothgrad(recorded_set(tmp_path, dataset, untrained_model), env=env)
-    assert set(errors) == set(SMOOTHGRAD_CHECKS)
+def test_recording_keeps_the_declaration_in_the_spec(tmp_path, dataset, untrained_model, monkeypatch):
+    key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_no_noise",))
+    assert declared_cross_checks(key_dir) == [("04_smoothgrad", "smoothgrad_no_noise", CHECKS["smoothgrad_no_noise"])]
+
+
+def test_the_loops_references_pass(tmp_path, dataset, untrained_model, env, monkeypatch):
+    errors = cross_check_references(recorded_set(tmp_path, dataset, untrained_model, monkeypatch), env=env)
+    assert set(errors) == {f"04_smoothgrad/{name}" for name in CHECKS}
     for err in errors.values():
         assert err["mean"] < 1e-4 and err["max"] < 0.05
 
 
-def test_a_wrong_reference_is_refused(tmp_path, dataset, untrained_model, env):
-    key_dir = recorded_set(tmp_path, dataset, untrained_model, names=("smoothgrad_seeded",))
+def test_a_wrong_reference_is_refused(tmp_path, dataset, untrained_model, env, monkeypatch):
+    key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_seeded",))
     npy = key_dir / "04_smoothgrad" / "smoothgrad_seeded.npy"
-    maps = np.load(npy)
-    np.save(npy, maps * 4 / 3)  # the n/(n-1) slip
-    with pytest.raises(ReferenceError, match="smoothgrad_seeded: the solution's maps and "
-                                             "course_tools.smoothgrad disagree"):
-        cross_check_smoothgrad(key_dir, env=env)
+    np.save(npy, np.load(npy) * 4 / 3)  # the n/(n-1) slip
+    with pytest.raises(ReferenceError, match="04_smoothgrad/smoothgrad_seeded: the solution's values and the "
+                                             "independent smoothgrad disagree"):
+        cross_check_references(key_dir, env=env)
 
 
-def test_other_weights_are_refused(tmp_path, dataset, untrained_model, env):
-    key_dir = recorded_set(tmp_path, dataset, untrained_model, names=("smoothgrad_no_noise",))
-    other = key_dir.with_name(reference_key(dataset.sha256, "0" * 12))
+def test_an_unknown_method_or_wrong_arguments_are_refused(tmp_path, dataset, untrained_model, env, monkeypatch):
+    key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_no_noise",))
+    spec_path = key_dir / "04_smoothgrad" / "smoothgrad_no_noise.spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec["cross_check"] = {"method": "gradcam"}
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ReferenceError, match="asks for a cross-check by 'gradcam'; known: smoothgrad"):
+        cross_check_references(key_dir, env=env)
+    spec["cross_check"] = {"method": "smoothgrad", "images": 3, "samples": 2}
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ReferenceError, match="the cross-check's arguments .* do not fit 'smoothgrad'"):
+        cross_check_references(key_dir, env=env)
+
+
+def test_a_declaration_that_is_not_plain_values_is_refused_where_it_is_written(dataset, untrained_model):
+    checks = HiddenChecks(dataset.sha256, weights_fingerprint(untrained_model), "04_smoothgrad")
+    with pytest.raises(TypeError, match="cross_check must be a dict with a 'method' name"):
+        checks.compare("x", np.zeros(2), cell="c", cross_check={"images": 3})
+    with pytest.raises(TypeError, match="cross_check argument 'rng' must be a number"):
+        checks.compare("x", np.zeros(2), cell="c", cross_check={"method": "smoothgrad", "rng": np.random.default_rng()})
+
+
+def test_other_weights_are_refused(tmp_path, dataset, untrained_model, env, monkeypatch):
+    key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_no_noise",))
+    other = key_dir.with_name(key_dir.name.replace(weights_fingerprint(untrained_model), "0" * 12))
     key_dir.rename(other)
     with pytest.raises(ReferenceError, match="cannot cross-check"):
-        cross_check_smoothgrad(other, env=env)
+        cross_check_references(other, env=env)
 
 
-def test_a_set_without_smoothgrad_is_skipped(tmp_path, env):
-    assert cross_check_smoothgrad(tmp_path / "data-0_weights-0", env=env) == {}
+def test_a_set_without_declarations_is_skipped(tmp_path, env):
+    assert cross_check_references(tmp_path / "data-0_weights-0", env=env) == {}

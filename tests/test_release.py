@@ -97,6 +97,7 @@ def test_a_refused_release_leaves_the_old_one_in_place(tmp_path, monkeypatch):
 
     course = tmp_path / "course"
     shutil.copytree(ROOT / "release", course / "release")
+    shutil.copytree(ROOT / "source", course / "source")   # the assignments are the folders of source/
     before = sorted(p.relative_to(course) for p in (course / "release").rglob("*"))
 
     def refusing_nbgrader(root, *args):

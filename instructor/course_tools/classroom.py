@@ -18,11 +18,11 @@ import nbformat
 
 from helpers.autograde import reference_key
 from helpers.data import locate_data_file, sha256_of
-from helpers.model import PRETRAINED_FILENAME, load_squeezenet, weights_fingerprint
+from helpers.model import MODEL_ENV_VAR, load_model, network, weights_fingerprint
 
 from .grading import (DEFAULT_MEMORY_MIB, GradingSettings, NotebookResult, PartResult, discover_submissions,
                       grade_notebook, graded_cells, load_results, save_result)
-from .paths import ASSIGNMENTS, CourseError, references_dir, source_notebooks
+from .paths import CourseError, assignments, references_dir, source_notebooks
 from .sandbox import KernelJob, SandboxError, SandboxPolicy, prerequisites
 
 
@@ -30,31 +30,38 @@ class GradingSetupError(CourseError):
     """Grading cannot start (no references, no gradebook entries, ...)."""
 
 
-def current_model_and_data(weights: str | None = None) -> tuple[str, Path, str]:
-    """(weights choice, data file, reference key) for the grading run, decided by the instructor's settings."""
+def current_model_and_data(weights: str | None = None, name: str | None = None) -> tuple[str, Path, str]:
+    """(weights choice, data file, reference key) for the grading run, decided by the instructor's settings.
+
+    ``name`` is the network (``course.toml`` ``[model] name``; ``$SALIENCY_MODEL`` or the default if ``None``).
+    """
     data_file = locate_data_file(download=True)
     choice = weights or os.environ.get("SALIENCY_WEIGHTS") or "pretrained"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_squeezenet(choice, device="cpu")
+        model = load_model(choice, device="cpu", name=name)
     key = reference_key(sha256_of(data_file), weights_fingerprint(model))
     return choice, data_file, key
 
 
-def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str) -> dict[str, str]:
-    """Copies of the data and weight files that the unprivileged kernel may read (at ``inside`` in its view)."""
+def _shared_inputs(tmp: Path, choice: str, data_file: Path, inside: str, name: str) -> dict[str, str]:
+    """Copies of the data and weight files that the unprivileged kernel may read (at ``inside`` in its view).
+
+    The kernel's environment names them, and the network (``name``), as the notebooks read them.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     os.chmod(tmp, 0o755)
     data_copy = tmp / "imagenet_val_25.npz"
     shutil.copy2(data_file, data_copy)
     os.chmod(data_copy, 0o444)
-    env = {"SALIENCY_DATA": f"{inside}/{data_copy.name}", "SALIENCY_WEIGHTS": choice}
+    net = network(name)
+    env = {"SALIENCY_DATA": f"{inside}/{data_copy.name}", "SALIENCY_WEIGHTS": choice, MODEL_ENV_VAR: net.name}
     if choice not in ("untrained",):
         import torch
 
-        source = Path(torch.hub.get_dir()) / "checkpoints" / PRETRAINED_FILENAME if choice == "pretrained" \
+        source = Path(torch.hub.get_dir()) / "checkpoints" / net.filename if choice == "pretrained" \
             else Path(choice)
-        weights_copy = tmp / PRETRAINED_FILENAME
+        weights_copy = tmp / net.filename
         shutil.copy2(source, weights_copy)
         os.chmod(weights_copy, 0o444)
         env["SALIENCY_WEIGHTS"] = f"{inside}/{weights_copy.name}"
@@ -82,7 +89,7 @@ def _ensure_gradebook(root: Path) -> None:
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="saliency") as gb:
         missing = []
-        for assignment in ASSIGNMENTS:
+        for assignment in assignments(root):
             try:
                 gb.find_assignment(assignment)
             except MissingEntry:
@@ -196,7 +203,7 @@ tr.problem td{{background:#fff8e0}}</style></head><body>
 
 
 def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | None = None,
-                assignments: list[str] | None = None, settings: GradingSettings | None = None,
+                only_assignments: list[str] | None = None, settings: GradingSettings | None = None,
                 memory_mib: int = DEFAULT_MEMORY_MIB, weights: str | None = None, unsandboxed: bool = False,
                 log=print) -> list[list[NotebookResult]]:
     """Grade every submission found in ``submitted/``; returns the results per submission.
@@ -207,8 +214,8 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         The course root.
     jobs : int, optional
         Notebooks graded at once (default: one more than the cores).
-    students, assignments : list of str, optional
-        Grade only these.
+    students, only_assignments : list of str, optional
+        Grade only these (assignment names as found in ``source/``).
     settings : GradingSettings, optional
         Time limits.
     memory_mib : int
@@ -223,6 +230,11 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     """
     # One more worker than cores: a kernel spends part of its life starting up and waiting on messages,
     # and the extra worker fills those gaps (measured: 13.4 s instead of 15.7 s per submission on 2 cores).
+    only = only_assignments
+    unknown = sorted(set(only or ()) - set(assignments(root)))
+    if unknown:
+        raise GradingSetupError(f"--assignment: no assignment named {', '.join(map(repr, unknown))} in source/ (there: "
+                                f"{', '.join(assignments(root)) or 'none'})")
     cores = os.cpu_count() or 1
     jobs = jobs or cores + 1
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -233,13 +245,16 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         raise GradingSetupError("student code cannot be sandboxed here: " + "; ".join(missing)
                                 + ". Install what is missing (README, 'Grading'), or pass --unsandboxed to run "
                                 "student code unconfined as yourself.")
-    pairs, skipped = discover_submissions(root, list(ASSIGNMENTS), students, assignments)
+    pairs, skipped = discover_submissions(root, assignments(root), students, only)
     for line in skipped:
         log(f"  skipped {line}")
     if not pairs:
         raise GradingSetupError(f"no submissions found under {root / 'submitted'} (nbgrader layout: "
                                 "submitted/<student>/<assignment>/<notebook>.ipynb)")
-    choice, data_file, key = current_model_and_data(weights)
+    from .network import course_network
+
+    name = course_network(root)
+    choice, data_file, key = current_model_and_data(weights, name)
     if not (references_dir(root) / key / "manifest.json").is_file():
         raise GradingSetupError(f"no reference arrays for {key}: run `course build` (or `course references`) "
                                 "with the same data and weights first")
@@ -250,7 +265,7 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     threads = max(1, cores // jobs)
     policy = SandboxPolicy(memory_mib=memory_mib, cpus=float(max(1, threads)), threads=threads,
                            isolated=not missing)
-    log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); references {key}")
+    log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); network {name}, references {key}")
     log("  each notebook runs in its own sandbox (bubblewrap: no network, own processes and files; "
         f"cgroup: {memory_mib} MiB, {policy.pids} tasks, {policy.cpus:g} CPU)" if policy.isolated else
         "  WARNING: --unsandboxed: student code runs as you, unconfined, and can read and change your files")
@@ -261,7 +276,7 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
         inputs = Path(tmp) / "inputs"
         from .sandbox import INPUTS
 
-        env = _shared_inputs(inputs, choice, data_file, INPUTS if policy.isolated else str(inputs))
+        env = _shared_inputs(inputs, choice, data_file, INPUTS if policy.isolated else str(inputs), name)
         items = [(student, assignment, nb.name) for student, assignment in pairs
                  for nb in source_notebooks(root, assignment)]
 
@@ -323,10 +338,11 @@ def write_report(root: Path, out: Path | None = None) -> Path:
         raise GradingSetupError("nothing graded yet: run `course grade` first")
     scores = manual_scores(root)
     columns: dict[str, list[str]] = {}
-    for assignment in ASSIGNMENTS:
+    order = assignments(root)
+    for assignment in order:
         columns[assignment] = [f"{nb.stem}:{gid}" for nb in source_notebooks(root, assignment)
                                for gid, _, _ in graded_cells(nbformat.read(nb, as_version=4))]
-    all_columns = [c for a in ASSIGNMENTS for c in columns[a]]
+    all_columns = [c for a in order for c in columns[a]]
     out = out or root / "reports" / "grades.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:

@@ -8,6 +8,7 @@ Examples
 ``course check``        what CI checks: release up to date, no leaks, no committed outputs
 ``course strip``        remove outputs from the committed notebooks
 ``course publish DEST`` write the student repository (add ``--after homework`` once its deadline has passed)
+``course new NAME``     a new assignment: source/NAME/<NN>_NAME.ipynb with one example exercise
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(1)
 
 
-def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
-    env = {}
+def _env_from_args(args: argparse.Namespace, root: Path | None = None) -> dict[str, str]:
+    """The kernels' environment: weights and data from the arguments, the network from course.toml."""
+    from .network import kernel_env
+
+    env = kernel_env(root) if root is not None else {}
     if getattr(args, "weights", None):
         env["SALIENCY_WEIGHTS"] = args.weights
     if getattr(args, "data", None):
@@ -67,7 +71,7 @@ def _env_from_args(args: argparse.Namespace) -> dict[str, str]:
 def cmd_run(root: Path, args: argparse.Namespace) -> int:
     out = (root / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = _env_from_args(args)
+    env = _env_from_args(args, root)
     from .references import make_references
 
     print(f"Running the series (source/, with solutions) headless; results in {out}")
@@ -94,7 +98,7 @@ def cmd_references(root: Path, args: argparse.Namespace) -> int:
     print(f"Running the solutions in record mode ({args.jobs} at a time, "
           f"{nbtools.kernel_thread_env(args.jobs)['OMP_NUM_THREADS']} thread(s) each, at most {args.timeout} s "
           "per cell) ...")
-    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args), timeout=args.timeout, progress=True)
+    dest = make_references(root, jobs=args.jobs, env=_env_from_args(args, root), timeout=args.timeout, progress=True)
     print(f"References written to {dest.relative_to(root)} (cell run times: {TIMINGS_FILE})")
     return 0
 
@@ -170,7 +174,7 @@ def cmd_strip(root: Path, args: argparse.Namespace) -> int:
             # Re-run to record the expected text of the "# NBVAL_CHECK_OUTPUT" cells.
             with tempfile.TemporaryDirectory() as tmp:
                 executed = Path(tmp) / nb_path.name
-                env = {**_env_from_args(args), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
+                env = {**_env_from_args(args, root), "SALIENCY_RECORD_REFERENCES": str(Path(tmp) / "refs")}
                 result = nbtools.execute_notebook(nb_path, cwd=Path(tmp), env=env, write_to=executed,
                                                   timeout=args.timeout, progress=True)
                 print(nbtools.format_execution(result))
@@ -209,7 +213,7 @@ def cmd_grade(root: Path, args: argparse.Namespace) -> int:
     if args.data:
         os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
     settings = GradingSettings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
-    grade_class(root, jobs=args.jobs, students=args.student or None, assignments=args.assignment or None,
+    grade_class(root, jobs=args.jobs, students=args.student or None, only_assignments=args.assignment or None,
                 settings=settings, memory_mib=args.memory_mib, weights=args.weights, unsandboxed=args.unsandboxed)
     return 0
 
@@ -233,9 +237,21 @@ def cmd_report(root: Path, args: argparse.Namespace) -> int:
 def cmd_demo_class(root: Path, args: argparse.Namespace) -> int:
     from .demo_class import make_demo_class
 
-    made = make_demo_class(root, copies=args.copies)
+    made = make_demo_class(root, names=args.scenario or None, copies=args.copies)
     print(f"wrote {len(made)} demo submissions under submitted/: " + ", ".join(sorted(set(made))[:12])
           + (" ..." if len(set(made)) > 12 else ""))
+    return 0
+
+
+def cmd_new(root: Path, args: argparse.Namespace) -> int:
+    from .scaffold import new_assignment
+
+    path = new_assignment(root, args.assignment, args.title)
+    print(f"wrote {path.relative_to(root)}: a Colab cell, the read-only setup cell and one example exercise "
+          "(answer cell, visible tests, a hidden check with one declared mistake).")
+    print(f"Next: edit it in JupyterLab, then `course build`; try the grader with `course demo-class --scenario "
+          f"solutions_{args.assignment} --scenario untouched_{args.assignment}` and `course grade "
+          f"--assignment {args.assignment}`.")
     return 0
 
 
@@ -258,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--weights", help="'pretrained' (default), 'untrained', or a path to squeezenet1_1-b8a52dc0.pth "
-                                         "(default: $SALIENCY_WEIGHTS)")
+        p.add_argument("--weights", help="'pretrained' (default), 'untrained', or a path to the network's torchvision "
+                                         "file, e.g. squeezenet1_1-b8a52dc0.pth (default: $SALIENCY_WEIGHTS; the "
+                                         "network is course.toml's [model] name)")
         p.add_argument("--data", help="path to imagenet_val_25.npz (default: $SALIENCY_DATA, the cache, or a download)")
         return p
 
@@ -291,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="write the student repository (release notebooks, helpers, README) into DEST")
     p.add_argument("dest", help="folder of the public student repository (outside the course folder; empty, or "
                                 "written by an earlier publish)")
-    p.add_argument("--after", choices=["lab", "homework"], default=None,
+    p.add_argument("--after", default=None, metavar="ASSIGNMENT",
                    help="the last assignment whose deadline has passed: also publish the companion notebooks "
                         "that answer it (and, after the homework, the beyond package)")
     p.set_defaults(func=cmd_publish)
@@ -299,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_int_at_least(1, "jobs"), default=None,
                    help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    p.add_argument("--assignment", action="append", choices=["lab", "homework"], help="only this assignment")
+    p.add_argument("--assignment", action="append", help="only this assignment (a folder of source/; repeatable)")
     p.add_argument("--cell-timeout", type=_int_at_least(1, "seconds"), default=60,
                    help="seconds per cell: at least this, or 10x the solution's time for that cell (default 60)")
     p.add_argument("--notebook-timeout", type=_int_at_least(1, "seconds"), default=600,
@@ -315,7 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-class", help="write example submissions (solutions, typical mistakes, broken ones)")
     p.add_argument("--copies", type=_int_at_least(1, "copies"), default=1,
                    help="how many copies of each example (for benchmarks)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="write only this example (repeatable; e.g. solutions_lab, untouched_lab, no_abs)")
     p.set_defaults(func=cmd_demo_class)
+    p = sub.add_parser("new", help="a new assignment: source/ASSIGNMENT/<NN>_ASSIGNMENT.ipynb with the course's "
+                                   "conventions and one example exercise")
+    p.add_argument("assignment", help="the new assignment's folder name (a letter, then letters, digits, '_', '-')")
+    p.add_argument("--title", default=None, help="the notebook's heading")
+    p.set_defaults(func=cmd_new)
     p = with_model(sub.add_parser("strip", help="remove outputs from source/ and notebooks/"))
     p.add_argument("--refresh", action="store_true",
                    help="re-run the notebooks first and store the printed text of '# NBVAL_CHECK_OUTPUT' cells "

@@ -16,7 +16,7 @@ from typing import Callable
 
 import nbformat
 
-from .paths import ASSIGNMENTS, source_notebooks
+from .paths import assignments, source_notebooks
 
 NB01, NB02, NB03, NB04 = ("01_data_and_model.ipynb", "02_vanilla_saliency.ipynb",
                           "03_reductions_and_histograms.ipynb", "04_smoothgrad.ipynb")
@@ -60,12 +60,30 @@ def _replace_in(text: str, old: str, new: str) -> str:
 
 
 def scenarios(root: Path) -> dict[str, Scenario]:
-    """The example class: name -> scenario."""
-    lab, hw = solutions(root, "lab"), solutions(root, "homework")
+    """The example class: name -> scenario.
+
+    Every assignment found in ``source/`` gets ``solutions_<assignment>`` (full marks) and
+    ``untouched_<assignment>`` (the release as handed out: 0). The typical mistakes and broken notebooks
+    below are written against this course's own lab and homework, and are added only while their
+    notebooks are there.
+    """
+    found = assignments(root)
+    table = {}
+    for assignment in found:
+        table[f"solutions_{assignment}"] = Scenario(assignment)
+        table[f"untouched_{assignment}"] = Scenario(assignment, blank=True)
+    lab = solutions(root, "lab") if "lab" in found else {}
+    hw = solutions(root, "homework") if "homework" in found else {}
+    if {NB01, NB02, NB03} <= set(lab):
+        table.update(_course_scenarios(lab, hw if NB04 in hw else None))
+    return table
+
+
+def _course_scenarios(lab: dict[str, dict[str, str]], hw: dict[str, dict[str, str]] | None) -> dict[str, Scenario]:
+    """Typical mistakes and broken notebooks of the lab (01-03) and, if present, the homework (04)."""
     maxabs = lab[NB03]["maxabs_over_channels"]
     maxc = lab[NB03]["max_over_channels"]
     sal = lab[NB02]["compute_saliency"]
-    sg = hw[NB04]["smoothgrad"]
 
     def tamper_tests(folder: Path) -> None:
         path = folder / NB03
@@ -90,11 +108,7 @@ def scenarios(root: Path) -> dict[str, Scenario]:
 
     loop_catching = ("import time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
                      "    except KeyboardInterrupt:\n        pass\n")
-    return {
-        "solutions_lab": Scenario("lab"),
-        "solutions_homework": Scenario("homework"),
-        "untouched_lab": Scenario("lab", blank=True),
-        "untouched_homework": Scenario("homework", blank=True),
+    table = {
         "no_abs": Scenario("lab", {NB03: {"maxabs_over_channels": _replace_in(maxabs, "gradients.abs().max", "gradients.max")}},
                            only=(NB03,)),
         "wrong_axis": Scenario("lab", {NB03: {"max_over_channels": _replace_in(maxc, "dim=1", "dim=2")}}, only=(NB03,)),
@@ -104,6 +118,24 @@ def scenarios(root: Path) -> dict[str, Scenario]:
             sal, "scores.gather(1, y.view(-1, 1))", "scores.gather(1, scores.argmax(1).view(-1, 1))")}}, only=(NB02,)),
         "accumulated_gradients": Scenario("lab", {NB02: {"compute_saliency": _replace_in(
             sal, "X = X.detach().clone().requires_grad_(True)", "X.requires_grad_(True)")}}, only=(NB02,)),
+        "infinite_loop": Scenario("lab", {NB01: {"correct_class_scores": loop_catching + lab[NB01]["correct_class_scores"]},
+                                          NB03: {"max_over_channels": "while True:\n    pass\n" + maxc}}),
+        "kernel_crash": Scenario("lab", {NB02: {"compute_saliency": "import os\nos._exit(1)\n" + sal}}),
+        "memory_hog": Scenario("lab", {NB01: {"correct_class_scores": "hog = [bytearray(1 << 30) for _ in range(64)]\n"
+                                              + lab[NB01]["correct_class_scores"]}}, only=(NB01,)),
+        "broken_json": Scenario("lab", edit=break_json),
+        "missing_notebook": Scenario("lab", only=(NB01, NB03)),
+        "renamed_notebook": Scenario("lab", edit=rename),
+        "tampered_tests": Scenario("lab", {NB03: {"maxabs_over_channels": _replace_in(
+            maxabs, "gradients.abs().max", "gradients.max")}}, only=(NB03,), edit=tamper_tests),
+        "deleted_test_cell": Scenario("lab", only=(NB03,), edit=delete_test),
+        "patched_comparisons": Scenario("lab", {NB03: {"maxabs_over_channels": PATCHER + _replace_in(
+            maxabs, "gradients.abs().max(dim=1).values", "gradients.abs().sum(dim=1)")}}, only=(NB03,)),
+    }
+    if hw is None:
+        return table
+    sg = hw[NB04]["smoothgrad"]
+    table.update({
         "smoothgrad_wrong_count": Scenario("homework", {NB04: {"smoothgrad": _replace_in(
             sg, "(total / n)", "(total / (n - 1))")}}),
         "smoothgrad_last_image_only": Scenario("homework", {NB04: {"smoothgrad": _replace_in(
@@ -125,20 +157,8 @@ def scenarios(root: Path) -> dict[str, Scenario]:
             "maps[i] = (total / n).numpy()", "maps[i] = maxabs_over_channels(total / n)[0].numpy()")}}),
         "smoothgrad_rng_idiom": Scenario("homework", {NB04: {"smoothgrad": _replace_in(
             sg, "rng = np.random.default_rng() if rng is None else rng", "rng = np.random.default_rng(rng)")}}),
-        "infinite_loop": Scenario("lab", {NB01: {"correct_class_scores": loop_catching + lab[NB01]["correct_class_scores"]},
-                                          NB03: {"max_over_channels": "while True:\n    pass\n" + maxc}}),
-        "kernel_crash": Scenario("lab", {NB02: {"compute_saliency": "import os\nos._exit(1)\n" + sal}}),
-        "memory_hog": Scenario("lab", {NB01: {"correct_class_scores": "hog = [bytearray(1 << 30) for _ in range(64)]\n"
-                                              + lab[NB01]["correct_class_scores"]}}, only=(NB01,)),
-        "broken_json": Scenario("lab", edit=break_json),
-        "missing_notebook": Scenario("lab", only=(NB01, NB03)),
-        "renamed_notebook": Scenario("lab", edit=rename),
-        "tampered_tests": Scenario("lab", {NB03: {"maxabs_over_channels": _replace_in(
-            maxabs, "gradients.abs().max", "gradients.max")}}, only=(NB03,), edit=tamper_tests),
-        "deleted_test_cell": Scenario("lab", only=(NB03,), edit=delete_test),
-        "patched_comparisons": Scenario("lab", {NB03: {"maxabs_over_channels": PATCHER + _replace_in(
-            maxabs, "gradients.abs().max(dim=1).values", "gradients.abs().sum(dim=1)")}}, only=(NB03,)),
-    }
+    })
+    return table
 
 
 # Everything a cheating student might patch inside the kernel.
@@ -182,6 +202,9 @@ def make_demo_class(root: Path, names: list[str] | None = None, copies: int = 1)
     """Write the example class (or the named scenarios); ``copies`` > 1 repeats them as student_2, ..."""
     table = scenarios(root)
     chosen = names or list(table)
+    unknown = [name for name in chosen if name not in table]
+    if unknown:
+        raise ValueError(f"names: no demo scenario {', '.join(map(repr, unknown))} (there: {', '.join(table)})")
     written = []
     for copy_index in range(copies):
         for name in chosen:
@@ -191,4 +214,4 @@ def make_demo_class(root: Path, names: list[str] | None = None, copies: int = 1)
     return written
 
 
-__all__ = ["ASSIGNMENTS", "Scenario", "make_demo_class", "scenarios", "solutions", "write_submission"]
+__all__ = ["Scenario", "make_demo_class", "scenarios", "solutions", "write_submission"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-ASSIGNMENTS = ("lab", "homework")
+#: How an assignment folder of ``source/`` may be named (nbgrader uses it as a folder and a database key).
+ASSIGNMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 class CourseError(RuntimeError):
@@ -26,9 +28,43 @@ def course_root(start: str | Path | None = None) -> Path:
     )
 
 
+def assignments(root: Path) -> list[str]:
+    """The course's assignments: the folders of ``source/`` that hold a notebook, in series order.
+
+    Nothing lists them in code: a folder ``source/<name>/`` with at least one ``*.ipynb`` is an
+    assignment. They are ordered by their first notebook's file name, then by folder name, so that
+    numbering the notebooks (``01_...`` to ``03_...`` in ``lab/``, ``04_...`` in ``homework/``) orders the
+    assignments too. Release, references, grading, the report, the demo class and publishing follow this
+    list.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The course root.
+
+    Raises
+    ------
+    CourseError
+        If a folder holding notebooks has a name nbgrader cannot use.
+    """
+    source = Path(root) / "source"
+    found = []
+    for folder in sorted(source.iterdir()) if source.is_dir() else []:
+        if not folder.is_dir() or folder.name.startswith((".", "_")):
+            continue
+        notebooks = sorted(p.name for p in folder.glob("*.ipynb"))
+        if not notebooks:
+            continue
+        if not ASSIGNMENT_NAME.match(folder.name):
+            raise CourseError(f"source/{folder.name}: an assignment folder's name must start with a letter and "
+                              "hold only letters, digits, '_' and '-' (at most 64)")
+        found.append((notebooks[0], folder.name))
+    return [name for _, name in sorted(found)]
+
+
 def source_notebooks(root: Path, assignment: str | None = None) -> list[Path]:
-    """The instructor's notebooks, in series order."""
-    names = [assignment] if assignment else list(ASSIGNMENTS)
+    """The instructor's notebooks, in series order (one assignment's, or every assignment's)."""
+    names = [assignment] if assignment else assignments(root)
     found: list[Path] = []
     for name in names:
         found.extend(sorted((root / "source" / name).glob("*.ipynb")))

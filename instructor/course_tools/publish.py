@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 import nbformat
 
 from .colab import ColabConfig, read_config
-from .paths import ASSIGNMENTS, CourseError, companion_notebooks
+from .paths import CourseError, assignments, companion_notebooks
 
 #: Written into every published tree: what this publish wrote (so a re-publish can replace it) and when.
 MANIFEST = ".course-publish.json"
@@ -44,6 +44,11 @@ ALWAYS = "always"
 #: The package of the notebooks beyond the lab. It computes SmoothGrad, so it answers the homework.
 BEYOND = "beyond"
 BEYOND_AFTER = "homework"
+
+
+def _beyond_after(order: list[str]) -> str:
+    """The assignment that :mod:`beyond` answers: :data:`BEYOND_AFTER`, or the last one if it has another name."""
+    return BEYOND_AFTER if BEYOND_AFTER in order or not order else order[-1]
 #: Requirements (of the course's requirements.txt) that a student needs; the rest are the instructor's.
 STUDENT_REQUIREMENTS = ("torch", "torchvision", "numpy", "scipy", "pillow", "matplotlib", "seaborn", "jupyterlab",
                         "ipykernel", "ipywidgets")
@@ -94,26 +99,29 @@ def companion_schedule(root: Path) -> dict[str, str]:
         raise PublishError(f"{path} is not valid TOML: {err}") from err
     if not isinstance(table, dict):
         raise PublishError(f"[companions] in {path} must be a table of \"name.ipynb\" = \"always\" | "
-                           f"{' | '.join(repr(a) for a in ASSIGNMENTS)}")
+                           f"{' | '.join(repr(a) for a in assignments(root))}")
+    order = assignments(root)
     notebooks = {nb.name: nb for nb in companion_notebooks(root)}
-    choices = (ALWAYS, *ASSIGNMENTS)
+    choices = (ALWAYS, *order)
     for name, when in table.items():
         if name not in notebooks:
             raise PublishError(f"[companions] in {path} lists {name!r}, which is not in notebooks/ "
                                f"(there: {', '.join(sorted(notebooks)) or 'nothing'})")
         if when not in choices:
             raise PublishError(f"[companions] {name!r} in {path} must be one of {list(choices)}, got {when!r}")
-    schedule = {name: table.get(name, ASSIGNMENTS[-1]) for name in sorted(notebooks)}
+    last = order[-1] if order else ALWAYS
+    schedule = {name: table.get(name, last) for name in sorted(notebooks)}
+    beyond_after = _beyond_after(order)
     for name, when in schedule.items():
-        if _imports_beyond(notebooks[name]) and _stage(when) < _stage(BEYOND_AFTER):
-            raise PublishError(f"notebooks/{name} imports {BEYOND}, which answers the {BEYOND_AFTER}: schedule it "
-                               f"\"{BEYOND_AFTER}\" in [companions] of {path}")
+        if _imports_beyond(notebooks[name]) and _stage(when, order) < _stage(beyond_after, order):
+            raise PublishError(f"notebooks/{name} imports {BEYOND}, which answers the {beyond_after}: schedule it "
+                               f"\"{beyond_after}\" in [companions] of {path}")
     return schedule
 
 
-def _stage(when: str | None) -> int:
-    """0 before any deadline, i+1 after ASSIGNMENTS[i]'s."""
-    return 0 if when in (None, ALWAYS) else ASSIGNMENTS.index(when) + 1
+def _stage(when: str | None, order: list[str]) -> int:
+    """0 before any deadline, i+1 after ``order[i]``'s (``order``: the assignments, in series order)."""
+    return 0 if when in (None, ALWAYS) else order.index(when) + 1
 
 
 def _imports_beyond(path: Path) -> bool:
@@ -122,9 +130,9 @@ def _imports_beyond(path: Path) -> bool:
     return any(cell.cell_type == "code" and pattern.search(cell.source) for cell in nb.cells)
 
 
-def _check_after(after: str | None) -> None:
-    if after is not None and after not in ASSIGNMENTS:
-        raise PublishError(f"after must be one of {list(ASSIGNMENTS)} (the last assignment whose deadline has "
+def _check_after(after: str | None, order: list[str]) -> None:
+    if after is not None and after not in order:
+        raise PublishError(f"after must be one of {order} (the last assignment whose deadline has "
                            f"passed) or None, got {after!r}")
 
 
@@ -138,27 +146,28 @@ def planned_files(root: Path, after: str | None = None) -> dict[str, Path | str]
     after : str, optional
         The last assignment whose deadline has passed (``"lab"``, ``"homework"``); ``None`` before any.
     """
-    _check_after(after)
     root = Path(root)
+    order = assignments(root)
+    _check_after(after, order)
     config = read_config(root)
     for needed in ("pyproject.toml", "requirements.txt", "helpers/__init__.py"):
         if not (root / needed).is_file():
             raise PublishError(f"{root / needed} is missing: the student package is built from the course's "
                                "pyproject.toml, requirements.txt and helpers/")
     files: dict[str, Path | str] = {}
-    for assignment in ASSIGNMENTS:
+    for assignment in order:
         folder = root / "release" / assignment
         if not any(folder.glob("*.ipynb")):
             raise PublishError(f"{folder} holds no notebooks: run `course release` first")
         for path in _course_files(folder):
             files[f"{assignment}/{path.relative_to(folder).as_posix()}"] = path
-    packages = ["helpers"] + ([BEYOND] if _stage(after) >= _stage(BEYOND_AFTER) else [])
+    packages = ["helpers"] + ([BEYOND] if _stage(after, order) >= _stage(_beyond_after(order), order) else [])
     for package in packages:
         for path in _course_files(root / package):
             if path.suffix == ".py":
                 files[f"{package}/{path.relative_to(root / package).as_posix()}"] = path
     schedule = companion_schedule(root)
-    companions = [name for name, when in schedule.items() if _stage(when) <= _stage(after)]
+    companions = [name for name, when in schedule.items() if _stage(when, order) <= _stage(after, order)]
     for name in companions:
         files[f"notebooks/{name}"] = root / "notebooks" / name
     files["pyproject.toml"] = student_pyproject(root, packages)
@@ -167,8 +176,8 @@ def planned_files(root: Path, after: str | None = None) -> dict[str, Path | str]
         files["runtime.txt"] = root / "runtime.txt"
     files[".gitignore"] = "__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n.venv/\n*.png\n*.pdf\n"
     withheld = {name: when for name, when in schedule.items() if name not in companions}
-    order = [*ASSIGNMENTS, "notebooks"]
-    notebooks = sorted((p for p in files if p.endswith(".ipynb")), key=lambda p: (order.index(p.split("/")[0]), p))
+    folders = [*order, "notebooks"]
+    notebooks = sorted((p for p in files if p.endswith(".ipynb")), key=lambda p: (folders.index(p.split("/")[0]), p))
     files["README.md"] = student_readme(config, notebooks, withheld)
     return files
 
@@ -342,8 +351,9 @@ def leak_problems(tree: Path, root: Path, after: str | None = None, *, skip: Ite
     list of str
         One line per problem, naming the file and what it leaks; empty if nothing does.
     """
-    _check_after(after)
     tree, root = Path(tree), Path(root)
+    order = assignments(root)
+    _check_after(after, order)
     if not tree.is_dir():
         raise PublishError(f"tree must be a folder, got {tree}")
     secrets, fast_lines = secret_lines(root), fast_smoothgrad_lines(root)
@@ -353,7 +363,7 @@ def leak_problems(tree: Path, root: Path, after: str | None = None, *, skip: Ite
         rel = path.relative_to(tree)
         if rel.parts[0] in set(skip) or "__pycache__" in rel.parts:
             continue
-        problems += [f"{rel}: {p}" for p in _path_problems(rel, path, schedule, after)]
+        problems += [f"{rel}: {p}" for p in _path_problems(rel, path, schedule, after, order)]
         if path.is_symlink() or path.suffix in DATA_SUFFIXES or path.suffix not in _TEXT_SUFFIXES:
             continue
         pairs, reading = _file_text(path)
@@ -362,18 +372,20 @@ def leak_problems(tree: Path, root: Path, after: str | None = None, *, skip: Ite
     return problems
 
 
-def _path_problems(rel: Path, path: Path, schedule: dict[str, str], after: str | None) -> list[str]:
+def _path_problems(rel: Path, path: Path, schedule: dict[str, str], after: str | None,
+                   order: list[str]) -> list[str]:
     if path.is_symlink():
         return ["is a symbolic link (publish plain files only)"]
     if path.suffix in DATA_SUFFIXES:
         return ["data, reference-array or weights file: students download the data, the rest is the instructor's"]
     if set(rel.parts) & set(INSTRUCTOR_NAMES):
         return ["belongs to the instructor's repository, not the student tree"]
-    if rel.parts[0] == BEYOND and _stage(after) < _stage(BEYOND_AFTER):
-        return [f"the {BEYOND} package answers the {BEYOND_AFTER}: publish it only with --after {BEYOND_AFTER}"]
+    beyond_after = _beyond_after(order)
+    if rel.parts[0] == BEYOND and _stage(after, order) < _stage(beyond_after, order):
+        return [f"the {BEYOND} package answers the {beyond_after}: publish it only with --after {beyond_after}"]
     if rel.parts[0] == "notebooks" and rel.suffix == ".ipynb":
-        when = schedule.get(rel.name, ASSIGNMENTS[-1])
-        if _stage(when) > _stage(after):
+        when = schedule.get(rel.name, order[-1] if order else ALWAYS)
+        if _stage(when, order) > _stage(after, order):
             return [f"companion scheduled after the {when} ([companions] in course.toml): publish it only with "
                     f"--after {when}"]
     return []
@@ -461,7 +473,7 @@ def publish(root: Path, dest: Path | str, after: str | None = None, *,
     """
     if not isinstance(dest, (str, os.PathLike)) or not str(dest).strip():
         raise PublishError(f"dest must be a folder path, got {dest!r}")
-    _check_after(after)
+    _check_after(after, assignments(Path(root)))
     root, dest = Path(root).resolve(), Path(dest).expanduser().resolve()
     previous = _check_destination(root, dest)
     files = planned_files(root, after)
@@ -516,7 +528,7 @@ def _remove_empty_parents(folder: Path, top: Path) -> None:
 def published_tree_problems(root: Path) -> list[str]:
     """Publish every stage (before any deadline, after each) into a temporary folder and scan it: for ``course check``."""
     problems = []
-    for after in (None, *ASSIGNMENTS):
+    for after in (None, *assignments(root)):
         with tempfile.TemporaryDirectory(prefix="saliency-publish-check-") as tmp:
             try:
                 publish(root, Path(tmp) / "student", after, log=lambda line: None)

@@ -73,6 +73,9 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number of notebooks run at once, at least 1, got {jobs!r}")
+    from .network import kernel_env
+
+    env = kernel_env(root, env)
     notebooks = source_notebooks(root)
     if not notebooks:
         raise ReferenceError(f"no source notebooks under {root / 'source'}")
@@ -107,9 +110,9 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             raise ReferenceError(f"expected one reference set, found {[k.name for k in keys]}: "
                                  "did the notebooks use different data or weights?")
         key_dir = keys[0]
-        checked = cross_check_smoothgrad(key_dir, env=env)
+        checked = cross_check_references(key_dir, env=env)
         for name, err in checked.items():
-            log(f"  {name}: the fast SmoothGrad agrees (mean {err['mean']:.1e}, max {err['max']:.1e} "
+            log(f"  {name}: the independent recomputation agrees (mean {err['mean']:.1e}, max {err['max']:.1e} "
                 f"of each map's maximum)")
         if keep_outputs is not None:
             for figure in work.rglob("*"):
@@ -226,85 +229,106 @@ def _load_average() -> list[float] | None:
         return None
 
 
-#: The hidden SmoothGrad checks of ``source/homework/04_smoothgrad.ipynb`` and
-#: the arguments of their calls (``X[:images]``, ``y[:images]``); a test keeps
-#: this table and the notebook's hidden test cell in step.
-SMOOTHGRAD_CHECKS: dict[str, dict] = {
-    "smoothgrad_no_noise": {"images": 3, "n": 2, "noise_pct": 0.0, "seed": None},
-    "smoothgrad_seeded": {"images": 3, "n": 4, "noise_pct": 0.25, "seed": 7},
-}
-#: Agreement asked of the solution's recorded maps and :func:`course_tools.smoothgrad.smoothgrad`,
-#: as fractions of each reference map's maximum (the fast version's stated tolerance).
-CROSS_CHECK_TOL = {"mean": 1e-3, "max": 0.1}
+#: Agreement asked of a recorded reference and its independent recomputation (a hidden check's
+#: ``cross_check``), as fractions of each reference map's maximum: the mean error per image and the
+#: largest error (the fast SmoothGrad's stated tolerance; measured 4e-8 and 1.2e-6).
+CROSS_CHECK_AGREEMENT = {"mean": 1e-3, "max": 0.1}
 
 
-def cross_check_smoothgrad(key_dir: Path, env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    """Recompute the recorded SmoothGrad references with the fast implementation.
+def _fast_smoothgrad(data, model, *, images: int, n: int, noise_pct: float, seed: int | None):
+    from .smoothgrad import smoothgrad
 
-    The references are the instructor's solution (the lab's loop) run in the
-    notebook; an independent computation with :func:`course_tools.smoothgrad.smoothgrad`
-    on the same data, weights and noise must agree within
-    :data:`CROSS_CHECK_TOL`, so that a slip in the solution notebook cannot
-    become every student's reference.
+    rng = np.random.default_rng(seed) if seed is not None else None
+    return smoothgrad(data.X[:images], data.y[:images], model, n=n, noise_pct=noise_pct, rng=rng)
+
+
+#: The instructor's independent implementations a hidden check may name in ``cross_check={"method": ...}``:
+#: ``method(data, model, **arguments)`` returns what the solution must have recorded. Add one here to
+#: cross-check a new kind of exercise; the hidden test says which values to check, with which arguments.
+CROSS_CHECK_METHODS = {"smoothgrad": _fast_smoothgrad}
+
+
+def declared_cross_checks(key_dir: Path) -> list[tuple[str, str, dict]]:
+    """(notebook, check name, cross_check declaration) of every recorded check that declares one."""
+    found = []
+    for spec_path in sorted(Path(key_dir).glob("*/*.spec.json")):
+        spec = json.loads(spec_path.read_text())
+        if isinstance(spec.get("cross_check"), dict):
+            found.append((spec_path.parent.name, spec_path.name[: -len(".spec.json")], spec["cross_check"]))
+    return found
+
+
+def cross_check_references(key_dir: Path, env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Recompute every recorded reference whose hidden check declares a ``cross_check``.
+
+    The references are the instructor's solution run in the notebook; an independent computation
+    (:data:`CROSS_CHECK_METHODS`) on the same data, network, weights and arguments must agree within
+    :data:`CROSS_CHECK_AGREEMENT`, so that a slip in the solution notebook cannot become every
+    student's reference.
 
     Parameters
     ----------
     key_dir : pathlib.Path
         A recorded reference set (``.../<data hash>_<weights fingerprint>``).
     env : dict, optional
-        ``SALIENCY_DATA`` / ``SALIENCY_WEIGHTS`` as given to the notebooks
+        ``SALIENCY_DATA`` / ``SALIENCY_WEIGHTS`` / ``SALIENCY_MODEL`` as given to the notebooks
         (the process environment otherwise).
 
     Returns
     -------
     dict
-        For each check present: the largest per-image mean and max relative error.
+        For each cross-checked ``notebook/check``: the largest per-image mean and max relative error.
 
     Raises
     ------
     ReferenceError
-        If the set was made with other data or weights than ``env`` names, or a
-        recorded map disagrees with the fast one.
+        If the set was made with other data or weights than ``env`` names, a check names an unknown
+        method or arguments it does not take, or a recorded value disagrees with the recomputed one.
     """
     from helpers.data import load_imagenet_val
-    from helpers.model import load_squeezenet, weights_fingerprint
+    from helpers.model import MODEL_ENV_VAR, load_model, weights_fingerprint
 
-    from .smoothgrad import smoothgrad
-
-    folder = Path(key_dir) / "04_smoothgrad"
-    present = [name for name in SMOOTHGRAD_CHECKS if (folder / f"{name}.npy").is_file()]
-    if not present:
+    declared = declared_cross_checks(key_dir)
+    if not declared:
         return {}
     env = {**os.environ, **(env or {})}
     data = load_imagenet_val(path=env.get("SALIENCY_DATA") or None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the untrained network's warning was shown by the notebooks
-        model = load_squeezenet(env.get("SALIENCY_WEIGHTS") or None, "cpu")
+        model = load_model(env.get("SALIENCY_WEIGHTS") or None, "cpu", name=env.get(MODEL_ENV_VAR) or None)
     key = reference_key(data.sha256, weights_fingerprint(model))
     if key != Path(key_dir).name:
         raise ReferenceError(f"cannot cross-check {Path(key_dir).name}: this process loads data and weights "
                              f"{key}")
     out = {}
-    for name in present:
-        spec = SMOOTHGRAD_CHECKS[name]
-        recorded, _ = deserialise(folder, name)
-        k = spec["images"]
-        rng = np.random.default_rng(spec["seed"]) if spec["seed"] is not None else None
-        fast = smoothgrad(data.X[:k], data.y[:k], model, n=spec["n"], noise_pct=spec["noise_pct"], rng=rng)
-        recorded = np.asarray(recorded, dtype=np.float64)
+    for notebook, name, declaration in declared:
+        where = f"{notebook}/{name}"
+        arguments = {k: v for k, v in declaration.items() if k != "method"}
+        method = CROSS_CHECK_METHODS.get(declaration.get("method"))
+        if method is None:
+            raise ReferenceError(f"{where}: its hidden check asks for a cross-check by {declaration.get('method')!r}; "
+                                 f"known: {', '.join(CROSS_CHECK_METHODS)}")
+        try:
+            fast = np.asarray(method(data, model, **arguments), dtype=np.float64)
+        except TypeError as err:
+            raise ReferenceError(f"{where}: the cross-check's arguments {arguments} do not fit "
+                                 f"{declaration['method']!r} ({err})") from err
+        recorded = np.asarray(deserialise(Path(key_dir) / notebook, name)[0], dtype=np.float64)
         if recorded.shape != fast.shape:
-            raise ReferenceError(f"{name}: the solution recorded shape {recorded.shape}, "
-                                 f"the fast SmoothGrad gives {fast.shape}")
-        scale = np.abs(recorded).max(axis=(1, 2), keepdims=True)
+            raise ReferenceError(f"{where}: the solution recorded shape {recorded.shape}, "
+                                 f"the independent {declaration['method']} gives {fast.shape}")
+        axes = tuple(range(1, recorded.ndim))
+        scale = np.abs(recorded).max(axis=axes, keepdims=True)
         scale[scale == 0] = 1.0
         err = np.abs(fast - recorded) / scale
-        worst = {"mean": float(err.mean(axis=(1, 2)).max()), "max": float(err.max())}
-        if worst["mean"] >= CROSS_CHECK_TOL["mean"] or worst["max"] >= CROSS_CHECK_TOL["max"]:
-            raise ReferenceError(f"{name}: the solution's maps and course_tools.smoothgrad disagree (mean "
-                                 f"{worst['mean']:.2e}, max {worst['max']:.2e} of each map's maximum; allowed "
-                                 f"{CROSS_CHECK_TOL['mean']}, {CROSS_CHECK_TOL['max']}): check the solution "
-                                 f"of 04_smoothgrad")
-        out[name] = worst
+        worst = {"mean": float(err.mean(axis=axes).max()), "max": float(err.max())}
+        limit = CROSS_CHECK_AGREEMENT
+        if worst["mean"] >= limit["mean"] or worst["max"] >= limit["max"]:
+            raise ReferenceError(f"{where}: the solution's values and the independent {declaration['method']} "
+                                 f"disagree (mean {worst['mean']:.2e}, max {worst['max']:.2e} of each map's "
+                                 f"maximum; allowed {limit['mean']}, {limit['max']}): check the solution of "
+                                 f"{notebook}")
+        out[where] = worst
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 
 from .notebooks import read_notebook
-from .paths import ASSIGNMENTS, CourseError
+from .paths import CourseError, assignments
 
 
 class ReleaseError(CourseError):
@@ -23,7 +23,7 @@ class ReleaseError(CourseError):
 # Text that only the instructor's version may contain.
 _FORBIDDEN = [
     "BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "MARK SCHEME",
-    "checks.compare", "checks.require_files", "FixedNoise", "SALIENCY_RECORD_REFERENCES",
+    "checks.compare", "checks.require_files", "cross_check=", "SALIENCY_RECORD_REFERENCES",
 ]
 
 
@@ -37,7 +37,7 @@ def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def generate_release(root: Path, *, log=print) -> None:
     """Write ``release/<assignment>`` from ``source/<assignment>`` with nbgrader (and update the gradebook)."""
-    for assignment in ASSIGNMENTS:
+    for assignment in assignments(root):
         target = root / "release" / assignment
         with tempfile.TemporaryDirectory(prefix="saliency-release-") as tmp:
             backup = Path(tmp) / assignment
@@ -117,7 +117,7 @@ def release_differences(root: Path) -> list[str]:
         shutil.copy2(root / "nbgrader_config.py", copy / "nbgrader_config.py")
         shutil.copytree(root / "source", copy / "source",
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.png", "*.pdf", "__pycache__"))
-        for assignment in ASSIGNMENTS:
+        for assignment in assignments(root):
             result = nbgrader(copy, "generate_assignment", assignment, "--force", "--log-level=WARN")
             if result.returncode != 0:
                 return [f"nbgrader generate_assignment {assignment} failed: {result.stderr[-2000:]}"]

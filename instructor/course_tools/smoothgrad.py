@@ -61,7 +61,7 @@ from helpers._validation import (
     describe, require_labels, require_model, require_ndarray, require_number, require_rng,
 )
 from helpers.model import choose_device
-from helpers.images import SQUEEZENET_MEAN, SQUEEZENET_STD, add_noise, preprocess
+from helpers.images import IMAGENET_MEAN, IMAGENET_STD, add_noise, preprocess
 
 __all__ = [
     "smoothgrad_loop", "smoothgrad", "default_chunk_size",
@@ -391,8 +391,8 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     state = {name: place(p.detach()) for name, p in model.named_parameters()}
     state.update({name: b.to(dev) for name, b in model.named_buffers()})
     labels_t = torch.from_numpy(labels).to(dev)
-    mean = torch.as_tensor(SQUEEZENET_MEAN, device=dev)[:, None, None]
-    std = torch.as_tensor(SQUEEZENET_STD, device=dev)[:, None, None]
+    mean = torch.as_tensor(IMAGENET_MEAN, device=dev)[:, None, None]
+    std = torch.as_tensor(IMAGENET_STD, device=dev)[:, None, None]
     sums = torch.zeros((num, _SIZE, _SIZE), dtype=torch.float64, device=dev)
 
     X_dev = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
