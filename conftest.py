@@ -23,6 +23,20 @@ ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("SALIENCY_QUICK", "1")
 
 
+def _give_kernels_their_thread_share() -> None:
+    """nbval's kernels inherit this environment: one kernel at a time gets the cores other work leaves idle
+    (``course_tools.notebooks.kernel_thread_env``), set before torch starts; an OMP_NUM_THREADS set by hand
+    wins. On a busy 2-core machine torch's default of 2 threads made the homework's figure cell 4 times
+    slower."""
+    from course_tools.notebooks import kernel_thread_env
+
+    for name, value in kernel_thread_env(1).items():
+        os.environ.setdefault(name, value)
+
+
+_give_kernels_their_thread_share()
+
+
 def _give_nbval_the_expected_outputs(items) -> None:
     """Committed notebooks carry no outputs: the expected text of each ``# NBVAL_CHECK_OUTPUT`` cell lives
     in its metadata (``course strip --refresh`` writes it), and is handed to nbval here."""
