@@ -13,9 +13,7 @@ tests and the slow figure cell are left out), with the deterministic untrained n
 from __future__ import annotations
 
 import ast
-import os
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
