@@ -34,6 +34,20 @@ def _network_of_the_course() -> None:
 _network_of_the_course()
 
 
+def _give_kernels_their_thread_share() -> None:
+    """nbval's kernels inherit this environment: one kernel at a time gets the cores other work leaves idle
+    (``course_tools.notebooks.kernel_thread_env``), set before torch starts; an OMP_NUM_THREADS set by hand
+    wins. On a busy 2-core machine torch's default of 2 threads made the homework's figure cell 4 times
+    slower."""
+    from course_tools.notebooks import kernel_thread_env
+
+    for name, value in kernel_thread_env(1).items():
+        os.environ.setdefault(name, value)
+
+
+_give_kernels_their_thread_share()
+
+
 def _give_nbval_the_expected_outputs(items) -> None:
     """Committed notebooks carry no outputs: the expected text of each ``# NBVAL_CHECK_OUTPUT`` cell lives
     in its metadata (``course strip --refresh`` writes it), and is handed to nbval here."""
@@ -66,7 +80,7 @@ def pytest_collection_modifyitems(session, config, items):
     if os.environ.get("SALIENCY_REFERENCES"):
         return
     key = _current_reference_key()
-    if (ROOT / "references" / key / "manifest.json").is_file():
+    if all((ROOT / "references" / key / name).is_file() for name in ("manifest.json", "timings.json")):
         return
     from course_tools.references import make_references
 

@@ -497,3 +497,26 @@ def test_verdict_is_frozen_and_prints_its_message(ref):
     assert str(verdict) == verdict.message
     with pytest.raises(dataclasses.FrozenInstanceError):
         verdict.passed = True
+
+
+def test_a_failed_check_shows_the_message_alone_in_jupyter(tmp_path):
+    """In a notebook, a failing check_close shows the student's message, not helpers/checks.py's frames."""
+    import nbformat
+
+    from course_tools.notebooks import execute_notebook
+    from helpers.checks import CheckFailed, check_close
+
+    with pytest.raises(AssertionError):   # still an AssertionError everywhere else
+        check_close([1.0, 2.0], [1.0, 3.0], name="my values")
+    assert issubclass(CheckFailed, AssertionError)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from helpers.checks import check_close\ncheck_close([1.0, 2.0], [1.0, 3.0], name='my values')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    result = execute_notebook(tmp_path / "nb.ipynb", write_to=tmp_path / "out.ipynb")
+    assert result.error is not None
+    (error,) = [o for o in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+                if o.output_type == "error"]
+    shown = "\n".join(error.traceback)
+    assert shown.startswith("AssertionError: my values")
+    assert "checks.py" not in shown and len(error.traceback) == 1

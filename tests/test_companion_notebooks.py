@@ -33,7 +33,8 @@ HELPERS_ONLY = [SETUP_CHECK, OWN_IMAGE]
 BEYOND_THE_LAB = {NOTEBOOKS / "sanity_checks.ipynb": 2, NOTEBOOKS / "smoothgrad_knobs.ipynb": 3,
                   NOTEBOOKS / "gradient_family.ipynb": 2}
 COMPANIONS = HELPERS_ONLY + list(BEYOND_THE_LAB)
-#: Seconds one notebook may take under the test suite (SALIENCY_QUICK=1) on a 2-core CPU.
+#: Seconds one notebook may take under the test suite (SALIENCY_QUICK=1) on a quiet 2-core CPU; on a busy
+#: machine the budget (and the per-cell limit) grows with the measured slowdown (``machine_slowdown``).
 BUDGET_S = 60
 
 # Inserted as the first cell of a copy of a notebook: any connection attempt fails loudly in the output.
@@ -54,10 +55,10 @@ def _code_cells(nb):
     return [cell for cell in nb.cells if cell.cell_type == "code"]
 
 
-def _execute(nb: nbformat.NotebookNode, cwd: Path, env: dict[str, str]) -> str:
+def _execute(nb: nbformat.NotebookNode, cwd: Path, env: dict[str, str], slowdown: float) -> str:
     """Run ``nb`` in a fresh kernel of this interpreter; return all its text output."""
     env = {**env, "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")}
-    client = NotebookClient(nb, timeout=60, kernel_name="python3",
+    client = NotebookClient(nb, timeout=round(BUDGET_S * slowdown), kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)   # raises CellExecutionError if any cell fails
     texts = []
@@ -104,22 +105,28 @@ def test_notebook_stays_apart_from_the_graded_material(path):
     markers = ["autograde", "HiddenChecks", "BEGIN SOLUTION", "nbgrader", "google.colab", "course_tools"]
     for marker in markers:
         assert marker not in code, f"{path.name} must not use {marker!r}"
-    if path in BEYOND_THE_LAB:
+    if path in BEYOND_THE_LAB or path == OWN_IMAGE:   # they hold working answers to the homework
         intro = nb.cells[1].source
         assert "after" in intro and "homework" in intro, "say in the introduction that it is for after the homework"
+    if path == OWN_IMAGE:
+        first_words = nb.cells[1].source.split("\n\n")[1]
+        assert first_words.startswith("**Open this notebook only after you have handed in the homework"), \
+            "say it at the top, before anything else"
 
 
 @pytest.mark.parametrize("path", list(BEYOND_THE_LAB), ids=lambda p: p.name)
-def test_beyond_the_lab_notebook_draws_its_figures_in_time(path, tmp_path, data_file):
+def test_beyond_the_lab_notebook_draws_its_figures_in_time(path, tmp_path, data_file, slowdown):
     import time
 
     nb = nbformat.read(path, as_version=4)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.update(SALIENCY_DATA=str(data_file), SALIENCY_WEIGHTS="untrained", SALIENCY_QUICK="1")
+    budget = BUDGET_S * slowdown
     start = time.perf_counter()
-    _execute(nb, tmp_path, env)
+    _execute(nb, tmp_path, env, slowdown)
     seconds = time.perf_counter() - start
-    assert seconds < BUDGET_S, f"{path.name} took {seconds:.0f} s with SALIENCY_QUICK=1 (budget {BUDGET_S} s)"
+    assert seconds < budget, (f"{path.name} took {seconds:.0f} s with SALIENCY_QUICK=1 (budget {budget:.0f} s: "
+                              f"{BUDGET_S} s on a quiet machine, times its measured slowdown now)")
     figures = [out for cell in _code_cells(nb) for out in cell.outputs if "data" in out and "image/png" in out.data]
     assert len(figures) >= BEYOND_THE_LAB[path], f"{path.name} drew {len(figures)} figures"
     errors = [out for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"]
@@ -133,11 +140,11 @@ def test_own_image_notebook_runs_headless_by_default():
     assert "weights_source == \"untrained\"" in code, "the notebook must warn about untrained weights"
 
 
-def test_setup_check_explains_missing_data_and_weights_offline(tmp_path, offline_env):
+def test_setup_check_explains_missing_data_and_weights_offline(tmp_path, offline_env, slowdown):
     nb = nbformat.read(SETUP_CHECK, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(NO_NETWORK_CELL))
     missing = tmp_path / "nowhere" / "imagenet_val_25.npz"
-    output = _execute(nb, tmp_path, {**offline_env, "SALIENCY_DATA": str(missing)})
+    output = _execute(nb, tmp_path, {**offline_env, "SALIENCY_DATA": str(missing)}, slowdown)
     text = " ".join(output.split())       # the summary wraps long lines
 
     assert "NETWORK ACCESS ATTEMPTED" not in text, output
@@ -151,7 +158,7 @@ def test_setup_check_explains_missing_data_and_weights_offline(tmp_path, offline
     assert "Ready for the lab." not in text
 
 
-def test_own_image_notebook_crops_an_upright_photo(tmp_path, offline_env):
+def test_own_image_notebook_crops_an_upright_photo(tmp_path, offline_env, slowdown):
     # A 600 x 400 photo stored sideways, with the EXIF tag that says how to turn it upright.
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8))
@@ -164,7 +171,7 @@ def test_own_image_notebook_crops_an_upright_photo(tmp_path, offline_env):
     settings = next(cell for cell in _code_cells(nb) if "IMAGE_PATH = None" in cell.source)
     settings.source = (settings.source.replace("IMAGE_PATH = None", "IMAGE_PATH = 'sideways.jpg'", 1)
                        .replace("N_COPIES = 16", "N_COPIES = 2", 1))
-    output = _execute(nb, tmp_path, {**offline_env, "SALIENCY_WEIGHTS": "untrained"})
+    output = _execute(nb, tmp_path, {**offline_env, "SALIENCY_WEIGHTS": "untrained"}, slowdown)
 
     assert "NETWORK ACCESS ATTEMPTED" not in output, output
     assert "sideways.jpg: 600 x 400 pixels" in output, output

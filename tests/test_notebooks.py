@@ -33,9 +33,15 @@ def test_thread_share_divides_the_cores(monkeypatch):
     for name in nbtools.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(nbtools, "available_cores", lambda: 8)
+    monkeypatch.setattr(nbtools.os, "getloadavg", lambda: (0.2, 0.1, 0.0))
     assert kernel_thread_env(1)["OMP_NUM_THREADS"] == "8"
     assert kernel_thread_env(3) == {name: "2" for name in nbtools.THREAD_VARIABLES}
     assert kernel_thread_env(20)["MKL_NUM_THREADS"] == "1"
+    monkeypatch.setattr(nbtools.os, "getloadavg", lambda: (5.4, 5.0, 4.0))   # other work keeps 5 cores busy
+    assert kernel_thread_env(1)["OMP_NUM_THREADS"] == "3"
+    assert kernel_thread_env(2)["OMP_NUM_THREADS"] == "3"
+    monkeypatch.setattr(nbtools.os, "getloadavg", lambda: (12.0, 9.0, 4.0))   # overloaded: one thread each
+    assert kernel_thread_env(1)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")   # the user's choice wins
     assert kernel_thread_env(2)["OPENBLAS_NUM_THREADS"] == "3"
     with pytest.raises(ValueError, match="concurrent must be a whole number of kernels, at least 1"):
@@ -48,8 +54,10 @@ def test_available_cores_is_within_the_affinity():
 
 
 def test_the_kernel_gets_its_thread_share_before_torch_starts(tmp_path, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name in nbtools.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(nbtools, "available_cores", lambda: 4)
+    monkeypatch.setattr(nbtools.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     path = _notebook(tmp_path, "import os, torch\nprint(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())")
     out = tmp_path / "out.ipynb"
     result = execute_notebook(path, write_to=out, concurrent=2)

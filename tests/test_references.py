@@ -111,3 +111,55 @@ def test_other_weights_are_refused(tmp_path, dataset, untrained_model, env, monk
 
 def test_a_set_without_declarations_is_skipped(tmp_path, env):
     assert cross_check_references(tmp_path / "data-0_weights-0", env=env) == {}
+
+
+def test_timings_record_each_cell_and_the_conditions(tmp_path):
+    import json
+
+    from course_tools.notebooks import CellTiming, Execution
+    from course_tools.references import TIMINGS_FILE, ReferenceError, read_timings, timing_record
+
+    run = Execution(tmp_path / "lab" / "01_data_and_model.ipynb", 9.5, None, startup_seconds=1.25,
+                    cells=[CellTiming(0, "colab_setup", 0.01), CellTiming(2, "setup", 3.5),
+                           CellTiming(4, None, 0.2), CellTiming(14, "test_correct_class_scores", 0.125)])
+    record = timing_record([run], concurrent=1, figures=False, load_average=([1.0, 0.5, 0.25], None))
+    assert record["format"] == 1 and record["concurrent_kernels"] == 1 and record["cores"] >= 1
+    assert record["threads_per_kernel"] >= 1 and record["load_average"]["before"] == [1.0, 0.5, 0.25]
+    entry = record["notebooks"]["lab/01_data_and_model.ipynb"]
+    assert entry["seconds"] == 9.5 and entry["startup_seconds"] == 1.25
+    assert [c["index"] for c in entry["cells"]] == [0, 2, 4, 14]
+    assert entry["grade_ids"] == {"colab_setup": 0.01, "setup": 3.5, "test_correct_class_scores": 0.125}
+    (tmp_path / TIMINGS_FILE).write_text(json.dumps(record))
+    assert read_timings(tmp_path) == json.loads(json.dumps(record))
+    (tmp_path / TIMINGS_FILE).write_text("{not json")
+    with pytest.raises(ReferenceError, match="is not valid JSON"):
+        read_timings(tmp_path)
+    (tmp_path / TIMINGS_FILE).write_text('{"format": 2}')
+    with pytest.raises(ReferenceError, match="not a timings file of format 1"):
+        read_timings(tmp_path)
+    with pytest.raises(ReferenceError, match="is missing: run `course references`"):
+        read_timings(tmp_path / "elsewhere")
+
+
+def test_the_reference_set_of_this_course_has_timings_of_every_graded_cell():
+    """conftest.py writes the references before the source notebooks run; their timings come with them."""
+    import warnings
+
+    from course_tools.references import read_timings
+    from helpers.data import locate_data_file, sha256_of
+    from helpers.model import load_squeezenet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_squeezenet(device="cpu")
+    folder = ROOT / "references" / reference_key(sha256_of(locate_data_file()), weights_fingerprint(model))
+    if not (folder / "manifest.json").is_file():
+        pytest.skip("no reference set for these weights (pytest writes one when it collects source/)")
+    timings = read_timings(folder)
+    notebooks = timings["notebooks"]
+    assert set(notebooks) == {"lab/01_data_and_model.ipynb", "lab/02_vanilla_saliency.ipynb",
+                              "lab/03_reductions_and_histograms.ipynb", "homework/04_smoothgrad.ipynb"}
+    for name, entry in notebooks.items():
+        assert "setup" in entry["grade_ids"], name
+        assert any(gid.startswith("test_") for gid in entry["grade_ids"]), name
+        assert entry["seconds"] >= sum(c["seconds"] for c in entry["cells"])

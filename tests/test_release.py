@@ -63,6 +63,9 @@ def test_tree_differences_reports_missing_extra_and_changed(tmp_path):
     (b / "lab" / "x.ipynb").write_text("2")
     (a / "lab" / "only_expected.ipynb").write_text("")
     (b / "lab" / "stray.ipynb").write_text("")
+    (b / "lab" / "smoothgrad_maps.png").write_bytes(b"x")              # left by running the notebook in place
+    (b / "lab" / ".ipynb_checkpoints").mkdir()
+    (b / "lab" / ".ipynb_checkpoints" / "x-checkpoint.ipynb").write_text("3")
     problems = _tree_differences(a, b)
     assert len(problems) == 3
     assert any("missing" in p for p in problems)

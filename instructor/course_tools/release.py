@@ -88,7 +88,7 @@ def leak_problems(root: Path) -> list[str]:
     release = root / "release"
     secret_lines = _solution_lines(root)
     for path in sorted(release.rglob("*")):
-        if path.is_dir():
+        if path.is_dir() or ".ipynb_checkpoints" in path.parts:
             continue
         rel = path.relative_to(root)
         if path.suffix in (".npy", ".npz", ".pt", ".pth", ".pkl", ".db"):
@@ -124,9 +124,15 @@ def release_differences(root: Path) -> list[str]:
         return _tree_differences(copy / "release", root / "release")
 
 
+def _generated_here(path: Path) -> bool:
+    """Files that running the release notebooks in place leaves behind (git ignores them too)."""
+    return ".ipynb_checkpoints" in path.parts or path.suffix in (".png", ".pdf")
+
+
 def _tree_differences(expected: Path, actual: Path) -> list[str]:
     def files(base: Path) -> set[str]:
-        return {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()} if base.is_dir() else set()
+        return {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and not _generated_here(p)} \
+            if base.is_dir() else set()
 
     want, have = files(expected), files(actual)
     problems = [f"release/{name} is missing (run `course release`)" for name in sorted(want - have)]
