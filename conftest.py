@@ -34,18 +34,16 @@ def _network_of_the_course() -> None:
 _network_of_the_course()
 
 
-def _give_kernels_their_thread_share() -> None:
-    """nbval's kernels inherit this environment: one kernel at a time gets the cores other work leaves idle
-    (``course_tools.notebooks.kernel_thread_env``), set before torch starts; an OMP_NUM_THREADS set by hand
-    wins. On a busy 2-core machine torch's default of 2 threads made the homework's figure cell 4 times
-    slower."""
-    from course_tools.notebooks import kernel_thread_env
+def _give_kernels_the_references_threads() -> None:
+    """nbval's kernels inherit this environment: they compute with the thread count the references were
+    recorded with (``course_tools.references.REFERENCE_THREADS``), set before torch starts, since torch's
+    results depend on it; one thread is also the fastest on a busy machine."""
+    from course_tools.references import reference_thread_env
 
-    for name, value in kernel_thread_env(1).items():
-        os.environ.setdefault(name, value)
+    os.environ.update(reference_thread_env())
 
 
-_give_kernels_their_thread_share()
+_give_kernels_the_references_threads()
 
 
 def _give_nbval_the_expected_outputs(items) -> None:

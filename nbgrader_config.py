@@ -28,3 +28,7 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
+
+# formgrader shows the autograded notebooks in the instructor's browser: never run what a student's notebook
+# holds (HTML and scripts in markdown cells or outputs).
+c.HTMLExporter.sanitize_html = True

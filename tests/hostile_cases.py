@@ -80,7 +80,7 @@ for _p in pathlib.Path("/proc").iterdir():
             _cmd = (_p / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"ipykernel" in _cmd and int(_p.name) != _me:
+        if b"ipykernel" in _cmd and int(_p.name) not in (_me, 1):   # 1: this sandbox's own init (bwrap)
             _found.append(f"another kernel: {_p.name}")
         if b"course_tools" in _cmd or b"pytest" in _cmd:
             _found.append(f"a grader process: {_p.name}")
@@ -112,9 +112,11 @@ for _port in list(range(1, 1025, 37)) + list(range(30000, 65535, 997)):
         pass
     finally:
         _s.close()
-for _p in ("__COURSE__", "__REFS__", "/root"):
+for _p in ("__COURSE__", "__REFS__"):
     if os.path.exists(_p) and os.listdir(_p):
         _found.append(f"sees {_p}")
+if os.path.isdir("/root") and set(os.listdir("/root")) - {".pyenv"}:   # the interpreter lives in /root/.pyenv here
+    _found.append(f"sees /root: {os.listdir('/root')}")
 if _found:
     raise RuntimeError(f"sandbox leaked: {_found}")
 '''
@@ -202,6 +204,18 @@ for d in ("/tmp", "/dev/shm"):
     for n in os.listdir(d):
         if n.startswith("fill"):
             os.remove(os.path.join(d, n))
+'''
+WIDGET_FLOOD = '''_kernel = get_ipython().kernel
+for _i in range(40):   # widget state is kept by a default nbclient: 320 MiB in the grader
+    _kernel.session.send(_kernel.iopub_socket, "comm_msg",
+                         {"comm_id": f"c{_i}", "data": {"state": {f"k{_i}": "x" * (8 << 20)}}},
+                         parent=_kernel.get_parent("shell"))
+'''
+DISPLAY_AMPLIFIER = '''from IPython.display import display, update_display, HTML
+for _ in range(2000):   # 2000 tiny outputs, then one update makes each of them 15 MiB in the grader
+    display({"text/plain": ""}, raw=True, display_id="d")
+update_display({"text/plain": "y" * (15 << 20)}, raw=True, display_id="d")
+display(HTML("<script>fetch('/api/terminals', {method: 'POST'})</script>"))
 '''
 PRINT_FLOOD = '''import sys
 for _ in range(30):
@@ -489,8 +503,11 @@ except ImportError:
          kind="resources"),
     Case("fills_tmp_shm_and_writes_a_big_file", NB01, _01(2.0), {"correct_class_scores": FILL_DISKS + SOLUTION01},
          kind="resources"),
-    Case("prints_54_mib", NB01, _01(2.0), {"correct_class_scores": PRINT_FLOOD + SOLUTION01},
-         problem="printed too much", kind="resources"),
+    Case("prints_54_mib", NB01, _01(2.0), {"correct_class_scores": PRINT_FLOOD + SOLUTION01}, kind="resources"),
+    Case("widget_messages_flood_the_grader", NB01, _01(2.0), {"correct_class_scores": WIDGET_FLOOD + SOLUTION01},
+         kind="resources"),
+    Case("display_updates_amplify_outputs", NB01, _01(2.0),
+         {"correct_class_scores": DISPLAY_AMPLIFIER + SOLUTION01}, kind="resources"),
     Case("cells_each_just_under_the_cell_limit", NB01, _01(0.0),
          edit=insert_cells("correct_class_scores", ["import time\ntime.sleep(__SLEEP__)\n"] * 6),
          problem="ran past its", kind="resources", tight=True),

@@ -168,9 +168,11 @@ def test_no_process_of_an_attacker_survives_the_run(graded):
     assert _marked_processes() == []
 
 
-def test_grader_keeps_the_executed_notebooks_small(graded):
+def test_grader_keeps_the_executed_notebooks_small_and_inert(graded):
     for path in (graded["course"] / "autograded").glob("*/*/*.ipynb"):
         assert path.stat().st_size < 10 * 2**20, f"{path}: {path.stat().st_size} bytes"
+        text = path.read_text()
+        assert "text/html" not in text and "application/javascript" not in text, f"{path} keeps active output"
     grading = graded["grading"]
     assert len(grading.stdout) + len(grading.stderr) < 2**20
 

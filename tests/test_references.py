@@ -19,7 +19,7 @@ import pytest
 
 from course_tools.references import ReferenceError, cross_check_references, declared_cross_checks
 from course_tools.smoothgrad import smoothgrad_loop
-from helpers.autograde import RECORD_ENV, HiddenChecks
+from helpers.autograde import RECORD_ENV, HiddenChecks, reference_key
 from helpers.model import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -65,3 +65,29 @@ def test_inside_the_sandbox(tmp_path):
     assert len(seen["pids"]) <= 3, seen["pids"]   # bwrap's init and the probe: no host processes
     assert seen["helpers"].startswith("/run/course/lib/")
     assert instructor_package_dirs()
+
+
+@pytest.mark.skipif(prerequisites() != [], reason="needs root, bubblewrap, libseccomp and control groups")
+def test_the_system_call_filter_blocks_user_namespaces_and_keyrings(tmp_path):
+    """The launcher's filter, compiled and loaded by bwrap: what a student could use to escape or leave data."""
+    from course_tools.sandbox import seccomp_filter
+
+    probe = ("import ctypes, os, json\n"
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "out = {'userns': libc.unshare(0x10000000), 'keyring': libc.syscall(248, b'user', b'k', b'v', 1, -4),\n"
+             "       'tmp': os.listdir('/tmp'), 'threads_ok': True}\n"
+             "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+             "open('/home/student/result.json', 'w').write(json.dumps(out))\n")
+    job = KernelJob("seccomp", SandboxPolicy(memory_mib=1024), inputs=tmp_path).open(tmp_path)
+    try:
+        read_end, write_end = os.pipe()
+        os.write(write_end, seccomp_filter())
+        os.close(write_end)
+        argv = job.bwrap_argv([os.sys.executable, "-c", probe])
+        argv[1:1] = ["--seccomp", str(read_end)]
+        subprocess.run(argv, check=True, timeout=120, env=job.kernel_env(), pass_fds=(read_end,))
+        seen = json.loads((job.work / "result.json").read_text())
+    finally:
+        job.close()
+    assert seen["userns"] == -1 and seen["keyring"] == -1 and seen["threads_ok"]
+    assert seen["tmp"] == [], seen["tmp"]   # nothing of the grader's paths, not even empty folders

@@ -262,8 +262,11 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     for private in (references_dir(root), root / "submitted", root / "autograded"):
         if private.is_dir():
             os.chmod(private, 0o700)
-    threads = max(1, cores // jobs)
-    policy = SandboxPolicy(memory_mib=memory_mib, cpus=float(max(1, threads)), threads=threads,
+    from .references import REFERENCE_THREADS
+
+    # Each kernel computes with the references' thread count (their results depend on it) and may use up to
+    # its share of the cores for everything else it runs.
+    policy = SandboxPolicy(memory_mib=memory_mib, cpus=float(max(1, cores // jobs)), threads=REFERENCE_THREADS,
                            isolated=not missing)
     log(f"Grading {len(pairs)} submission(s) with {jobs} worker(s); network {name}, references {key}")
     log("  each notebook runs in its own sandbox (bubblewrap: no network, own processes and files; "

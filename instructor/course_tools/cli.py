@@ -72,11 +72,11 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
     out = (root / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = _env_from_args(args, root)
-    from .references import make_references
+    from .references import REFERENCE_THREADS, make_references
 
     print(f"Running the series (source/, with solutions) headless; results in {out}")
-    print(f"  (each kernel uses {nbtools.kernel_thread_env(1)['OMP_NUM_THREADS']} thread(s); times include its "
-          "start-up)")
+    print(f"  (the source notebooks use {REFERENCE_THREADS} thread, as references are recorded; the companions "
+          f"{nbtools.kernel_thread_env(1)['OMP_NUM_THREADS']}; times include each kernel's start-up)")
     dest = make_references(root, env=env, keep_outputs=out, log=print, timeout=args.timeout, progress=True)
     print(f"  (reference arrays for these weights written to {dest.relative_to(root)})")
     failures = 0
@@ -93,11 +93,10 @@ def cmd_run(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_references(root: Path, args: argparse.Namespace) -> int:
-    from .references import TIMINGS_FILE, make_references
+    from .references import REFERENCE_THREADS, TIMINGS_FILE, make_references
 
-    print(f"Running the solutions in record mode ({args.jobs} at a time, "
-          f"{nbtools.kernel_thread_env(args.jobs)['OMP_NUM_THREADS']} thread(s) each, at most {args.timeout} s "
-          "per cell) ...")
+    print(f"Running the solutions in record mode ({args.jobs} at a time, {REFERENCE_THREADS} thread each, "
+          f"at most {args.timeout} s per cell) ...")
     dest = make_references(root, jobs=args.jobs, env=_env_from_args(args, root), timeout=args.timeout, progress=True)
     print(f"References written to {dest.relative_to(root)} (cell run times: {TIMINGS_FILE})")
     return 0

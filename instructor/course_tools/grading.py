@@ -282,27 +282,42 @@ def _kernel_manager(job: KernelJob):
     return km
 
 
-def _capped_client(nb, km, state: dict):
+#: Output kinds kept in the executed notebook the instructor opens: plain text, PNG figures, streams and errors.
+#: HTML, JavaScript, SVG and widget views are dropped, so nothing a student printed runs in the instructor's
+#: browser (nbgrader's formgrader renders these notebooks).
+KEPT_MIME_TYPES = ("text/plain", "image/png")
+
+
+def _capped_client(nb, km, state: dict, workdir: Path):
+    """An nbclient client that keeps a bounded amount of what the kernel sends, and nothing active."""
     from nbclient import NotebookClient
 
     class _Client(NotebookClient):
+        def process_message(self, msg, cell, cell_index):
+            state["messages"] += 1
+            if msg["msg_type"].startswith("comm") or msg["msg_type"] == "update_display_data":
+                return None   # widgets and display updates: never stored, never applied to earlier outputs
+            return super().process_message(msg, cell, cell_index)
+
+        def _update_display_id(self, display_id, msg):
+            return None
+
         def output(self, outs, msg, display_id, cell_index):
-            size = len(json.dumps(msg.get("content", {}), default=str))
+            content = msg.get("content", {})
+            if isinstance(content.get("data"), dict):
+                content["data"] = {k: v for k, v in content["data"].items() if k in KEPT_MIME_TYPES}
+            size = len(json.dumps(content, default=str))
             cell_total = state["cell_bytes"].get(cell_index, 0) + size
             if cell_total > MAX_CELL_OUTPUT_BYTES or state["total_bytes"] + size > MAX_NOTEBOOK_OUTPUT_BYTES:
                 state["truncated"] = True
                 return None
             state["cell_bytes"][cell_index] = cell_total
             state["total_bytes"] += size
-            return super().output(outs, msg, display_id, cell_index)
+            return super().output(outs, msg, None, cell_index)
 
     return _Client(nb, km=km, timeout=None, allow_errors=True, kernel_name="saliency-sandbox",
-                   resources={"metadata": {"path": str(job_path(km))}}, record_timing=False,
+                   resources={"metadata": {"path": str(workdir)}}, record_timing=False, store_widget_state=False,
                    iopub_timeout=4, raise_on_iopub_timeout=False)
-
-
-def job_path(km) -> Path:
-    return Path(km.connection_file).parent
 
 
 def _kernel_process(km) -> psutil.Process | None:
@@ -339,9 +354,9 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
 
     result = Execution()
     state = {"deadline": None, "interrupted": False, "killed": None, "stop": False,
-             "cell_bytes": {}, "total_bytes": 0, "truncated": False}
+             "cell_bytes": {}, "total_bytes": 0, "truncated": False, "messages": 0}
     km = _kernel_manager(job)
-    client = _capped_client(nb, km, state)
+    client = _capped_client(nb, km, state, job.work)
     start = time.monotonic()
     notebook_deadline = start + notebook_limit
 
@@ -651,7 +666,16 @@ def _save_autograded(root: Path, student: str, assignment: str, notebook_name: s
     """The executed notebook and the figures that passed the checks, for the instructor."""
     folder = root / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(rebuilt, folder / notebook_name)
+    text = nbformat.writes(rebuilt)
+    if len(text) > MAX_NOTEBOOK_OUTPUT_BYTES + MAX_NOTEBOOK_BYTES:
+        for cell in rebuilt.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+        text = nbformat.writes(rebuilt)
+    target = folder / notebook_name
+    if target.is_symlink():
+        target.unlink()
+    target.write_text(text)
     for _, spec in [s for checks in load_specs(ref_folder).values() for s in checks]:
         for name in spec.get("files", {}):
             try:

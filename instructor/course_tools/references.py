@@ -29,8 +29,23 @@ import torch
 
 from helpers.autograde import RECORD_ENV, deserialise, reference_key
 
-from .notebooks import Execution, available_cores, copy_tree, execute_notebook, format_execution, kernel_thread_env
+from .notebooks import Execution, available_cores, copy_tree, execute_notebook, format_execution
 from .paths import CourseError, references_dir, source_notebooks
+
+
+#: Math-library threads of every kernel that records references, and of every kernel the grader (and nbval)
+#: compares with them. torch's sums, and so which ReLUs of a network sit just above or below zero, depend on
+#: the thread count: measured on the untrained network, one image's gradient differs by 3% between 1 and 2
+#: threads, while the same thread count gives bitwise the same result. One thread is also the fastest on a
+#: busy machine.
+REFERENCE_THREADS = 1
+
+
+def reference_thread_env() -> dict[str, str]:
+    """The thread settings of a kernel whose results are, or are compared with, references."""
+    from .notebooks import THREAD_VARIABLES
+
+    return {name: str(REFERENCE_THREADS) for name in THREAD_VARIABLES}
 
 
 class ReferenceError(CourseError):
@@ -93,7 +108,8 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             position, nb = position_and_nb
             target = work / nb.parent.name / nb.name
             written = keep_outputs / nb.parent.name / nb.name if keep_outputs else None
-            result = execute_notebook(target, env={**(env or {}), RECORD_ENV: str(record)}, timeout=timeout,
+            result = execute_notebook(target, env={**(env or {}), **reference_thread_env(), RECORD_ENV: str(record)},
+                                      timeout=timeout,
                                       write_to=written, figures=written is not None, concurrent=concurrent,
                                       progress=progress, progress_position=position % concurrent)
             log(format_execution(result))
@@ -194,7 +210,7 @@ def timing_record(results: list[Execution], *, concurrent: int, figures: bool,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cores": available_cores(),
         "concurrent_kernels": concurrent,
-        "threads_per_kernel": int(kernel_thread_env(concurrent)["OMP_NUM_THREADS"]),
+        "threads_per_kernel": REFERENCE_THREADS,
         "figures_inline": figures,
         "load_average": {"before": load_average[0], "after": load_average[1]},
         "notebooks": notebooks,

@@ -31,6 +31,8 @@ import torch
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}$")
 MAX_META_BYTES = 64 * 1024
 MAX_FIGURE_BYTES = 32 * 2**20
+#: Largest length of one axis of a result (a shape is shown in feedback: it must not carry a message).
+MAX_DIMENSION = 100_000
 _KINDS = {"torch", "numpy", "scalar", "other"}
 
 
@@ -88,7 +90,8 @@ def _meta(data: bytes, name: str) -> dict:
         raise ResultError(f"the result {name!r} is not a result the hidden test wrote")
     shape = meta.get("shape")
     if shape is not None and (not isinstance(shape, list) or len(shape) > 8
-                              or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+                              or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION
+                                         for d in shape)):
         raise ResultError(f"the result {name!r} states an invalid shape")
     return meta
 

@@ -11,7 +11,8 @@ What the kernel of one graded notebook gets (as root, :func:`prerequisites` empt
   working folder, the results outbox and the socket folder are writable and live on a size-limited ``tmpfs``
   that the grader mounts; ``/tmp`` and ``/dev/shm`` are private. The course folder, other students' work, the
   instructor package (:mod:`course_tools`), the references and the gradebook are not in it;
-* **an unprivileged identity** (uid/gid 65534, no capabilities, ``no_new_privs``) and a per-file size limit;
+* **an unprivileged identity** (uid/gid 65534, no capabilities, ``no_new_privs``), a per-file size limit and a
+  system-call filter (:func:`seccomp_filter`: no user namespaces, no kernel keyrings);
 * **one control group** (:mod:`course_tools.cgroups`) for the whole process tree: memory, processes and CPU are
   capped together, and every process left when the notebook ends is killed (the PID namespace ends with its
   first process too, so nothing survives the notebook).
@@ -40,6 +41,8 @@ HOME = "/home/student"
 OUTBOX = "/run/grader/outbox"
 INPUTS = "/run/course/inputs"
 LIBRARY = "/run/course/lib"
+SOCKETS = "/run/kernel"
+CLONE_NEWUSER = 0x10000000
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
              "fonts", "mime.types")
 
@@ -97,6 +100,11 @@ def prerequisites(cgroup_root: Path | None = None) -> list[str]:
                           ("mount", "mount")):
         if shutil.which(tool) is None:
             missing.append(f"`{tool}` is not installed (Debian/Ubuntu: apt-get install {package})")
+    try:
+        seccomp_filter()
+    except (ImportError, OSError, RuntimeError) as err:
+        missing.append(f"no system-call filter: libseccomp cannot be used ({type(err).__name__}; Debian/Ubuntu: "
+                       "apt-get install libseccomp2, and pip install pyseccomp)")
     if layout(cgroup_root or CGROUP_ROOT) is None:
         missing.append(f"no control groups are mounted at {cgroup_root or CGROUP_ROOT}")
     if not missing:
@@ -200,13 +208,16 @@ class KernelJob:
     def kernel_argv(self) -> list[str]:
         """The kernel spec's command: a small launcher on the grader's side that starts the sandbox."""
         config = self._require_folder() / "launch.json"
-        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        inside = f"{SOCKETS}/kernel-connection.json" if self.policy.isolated else "{connection_file}"
+        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", inside]
         payload = {"cgroup": [str(d) for d in self.cgroup.dirs] if self.cgroup else [],
                    "uid": SANDBOX_UID if self.policy.isolated else None,
+                   "sockets": str(self.sockets) if self.policy.isolated else None,
                    "argv": self.bwrap_argv(inner) if self.policy.isolated else inner,
                    "env": self.kernel_env(), "cwd": str(self.work)}
         config.write_text(json.dumps(payload))
-        return [sys.executable, "-m", "course_tools.sandbox", str(config), "{connection_file}"]
+        # -P: nothing is imported from the launcher's working folder.
+        return [sys.executable, "-P", "-m", "course_tools.sandbox", str(config), "{connection_file}"]
 
     def bwrap_argv(self, command: list[str]) -> list[str]:
         """The bubblewrap command line around ``command``."""
@@ -246,7 +257,7 @@ class KernelJob:
         bind(self.inputs, INPUTS)
         bind(self.work, HOME, writable=True)
         bind(self.outbox, OUTBOX, writable=True)
-        bind(self.sockets, self.sockets, writable=True)
+        bind(self.sockets, SOCKETS, writable=True)
         for hidden in instructor_package_dirs():
             if any(Path(hidden).is_relative_to(t) for t in self._python_trees()):
                 args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
@@ -284,24 +295,60 @@ def instructor_package_dirs() -> list[str]:
     return [str(Path(p).resolve()) for p in (spec.submodule_search_locations or [])] if spec else []
 
 
+def seccomp_filter() -> bytes:
+    """The system-call filter every sandbox runs under (compiled BPF, for ``bwrap --seccomp``).
+
+    Everything is allowed except what would let student code leave or outlive its sandbox: creating a user
+    namespace (``unshare``/``clone`` with ``CLONE_NEWUSER``: inside one a process holds every capability over
+    its own mounts and network, the usual first step of a kernel exploit), ``clone3`` (its flags cannot be
+    inspected; the C library then falls back to ``clone``), and the kernel keyrings (``keyctl``, ``add_key``,
+    ``request_key``), which belong to the uid, not the sandbox, and would carry data from one notebook to the
+    next.
+    """
+    import errno
+
+    import pyseccomp as seccomp
+
+    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    for call in ("unshare", "clone"):
+        rules.add_rule(seccomp.ERRNO(errno.EPERM), call,
+                       seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for call in ("keyctl", "add_key", "request_key"):
+        rules.add_rule(seccomp.ERRNO(errno.EPERM), call)
+    with tempfile.TemporaryFile() as fh:
+        rules.export_bpf(fh)
+        fh.seek(0)
+        return fh.read()
+
+
 def launch(config_path: str, connection_file: str) -> None:
     """Grader side of the kernel command: join the control group, then become the sandbox.
 
-    Runs as the grader (trusted), before any student code: moves itself into the
-    job's control group (so every process the sandbox starts is counted and can be
-    killed), hands the connection file to the sandbox's user, silences the
-    kernel's own start-up chatter and replaces itself with bubblewrap.
+    Runs as the grader (trusted), before any student code: moves itself into the job's control group (so
+    every process the sandbox starts is counted and can be killed), gives the kernel a copy of the
+    connection file that names its sockets as the sandbox sees them (``/run/kernel``), compiles the
+    system-call filter, silences the kernel's own start-up chatter and replaces itself with bubblewrap.
     """
     config = json.loads(Path(config_path).read_text())
     for folder in config["cgroup"]:
         with open(Path(folder) / "cgroup.procs", "w") as fh:
             fh.write(str(os.getpid()))
-    if config["uid"] is not None:
-        os.chown(connection_file, config["uid"], config["uid"])
+    argv = [connection_file if a == "{connection_file}" else a for a in config["argv"]]
+    if config["sockets"] is not None:
+        connection = json.loads(Path(connection_file).read_text())
+        connection["ip"] = f"{SOCKETS}/kernel"
+        inside = Path(config["sockets"]) / "kernel-connection.json"
+        inside.write_text(json.dumps(connection))
+        os.chown(inside, config["uid"], config["uid"])
+        read_end, write_end = os.pipe()
+        os.write(write_end, seccomp_filter())
+        os.close(write_end)
+        os.set_inheritable(read_end, True)
+        argv[1:1] = ["--seccomp", str(read_end)]
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    argv = [connection_file if a == "{connection_file}" else a for a in config["argv"]]
     os.chdir(config["cwd"])
     os.execvpe(argv[0], argv, config["env"])
 
