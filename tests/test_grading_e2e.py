@@ -210,6 +210,10 @@ def test_report_has_a_row_per_submission_and_a_column_per_part(graded):
     assert "missing" in rows[("missing_notebook", "lab")]["problems"]
     assert "time limit" in rows[("infinite_loop", "lab")]["problems"]
     assert rows[("solutions_homework", "homework")]["score"] == "8"
+    # The feedback's total and the report's agree, and a problem names its notebook once.
+    feedback = (graded["course"] / "feedback" / "no_abs" / "lab" / "feedback.txt").read_text()
+    assert "automatic score: 2 / 10; written answers: up to 2 more points" in feedback and "out of 12" in feedback
+    assert rows[("missing_notebook", "lab")]["problems"].count("02_vanilla_saliency.ipynb") == 1
 
 
 def test_feedback_explains_and_hides_the_hidden_tests(graded):

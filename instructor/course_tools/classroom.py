@@ -173,7 +173,10 @@ def write_feedback(root: Path, results: list[NotebookResult]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     total = sum(r.score for r in results)
     maximum = sum(p.max_points for r in results for p in r.parts if not p.manual)
-    rows, text = [], [f"{assignment} - feedback for {student}", f"automatic score: {total:g} / {maximum:g}", ""]
+    by_hand = sum(p.max_points for r in results for p in r.parts if p.manual)
+    overall = (f"automatic score: {total:g} / {maximum:g}" + (f"; written answers: up to {by_hand:g} more points, "
+               f"graded by hand (the report counts out of {maximum + by_hand:g})" if by_hand else ""))
+    rows, text = [], [f"{assignment} - feedback for {student}", overall, ""]
     for r in results:
         text.append(r.notebook)
         for problem in r.problems:
@@ -194,7 +197,7 @@ def write_feedback(root: Path, results: list[NotebookResult]) -> Path:
 vertical-align:top;text-align:left}}tr.lost td{{background:#fff0f0}}tr.ok td{{background:#f0fff0}}
 tr.problem td{{background:#fff8e0}}</style></head><body>
 <h1>{html.escape(assignment)}: feedback for {html.escape(student)}</h1>
-<p>Automatic score: <b>{total:g} / {maximum:g}</b>. Written answers are graded by hand.</p>
+<p>{html.escape(overall[0].upper() + overall[1:])}.</p>
 <table><tr><th>notebook</th><th>part</th><th>points</th><th>what to look at</th></tr>
 {''.join(rows)}</table></body></html>"""
     (folder / "feedback.html").write_text(page)
@@ -357,7 +360,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
             pending = 0
             problems = []
             for nb in record["notebooks"]:
-                problems += [f"{nb['notebook']}: {p}" for p in nb["problems"]]
+                problems += [p if p.startswith(nb["notebook"]) else f"{nb['notebook']}: {p}" for p in nb["problems"]]
                 for part in nb["parts"]:
                     key = (record["student"], record["assignment"], nb["notebook"], part["grade_id"])
                     score = scores.get(key, None if part["manual"] else part["points"])

@@ -48,24 +48,29 @@ def open_folder(path: Path) -> int:
         raise ResultError("the results folder is missing or was replaced") from None
 
 
-def read_regular(folder_fd: int, name: str, max_bytes: int) -> bytes:
-    """The content of the regular file ``name`` in the folder, or :class:`ResultError`."""
+def read_regular(folder_fd: int, name: str, max_bytes: int, label: str | None = None) -> bytes:
+    """The content of the regular file ``name`` in the folder, or :class:`ResultError`.
+
+    ``label`` is what the error messages call the file (default: its name); results of hidden tests are
+    called by what they are, since their names would tell students about the hidden tests.
+    """
     if not _PLAIN_NAME.match(name):
         raise ValueError(f"name must be a plain file name, got {name!r}")
+    shown = label or name
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
     except FileNotFoundError:
-        raise ResultError(f"{name} is missing") from None
+        raise ResultError(f"{shown} is missing") from None
     except OSError:
-        raise ResultError(f"{name} is not a regular file (a link or something else)") from None
+        raise ResultError(f"{shown} is not a regular file (a link or something else)") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ResultError(f"{name} is not a regular file")
+            raise ResultError(f"{shown} is not a regular file")
         if info.st_nlink != 1:
-            raise ResultError(f"{name} is linked from elsewhere")
+            raise ResultError(f"{shown} is linked from elsewhere")
         if info.st_size > max_bytes:
-            raise ResultError(f"{name} is too large ({info.st_size} bytes; at most {max_bytes})")
+            raise ResultError(f"{shown} is too large ({info.st_size} bytes; at most {max_bytes})")
         chunks, left = [], max_bytes + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
@@ -75,7 +80,7 @@ def read_regular(folder_fd: int, name: str, max_bytes: int) -> bytes:
             left -= len(chunk)
         data = b"".join(chunks)
         if len(data) > max_bytes:
-            raise ResultError(f"{name} is too large (at most {max_bytes} bytes)")
+            raise ResultError(f"{shown} is too large (at most {max_bytes} bytes)")
         return data
     finally:
         os.close(fd)
@@ -85,14 +90,14 @@ def _meta(data: bytes, name: str) -> dict:
     try:
         meta = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ResultError(f"the result {name!r} is not valid JSON") from None
+        raise ResultError("the result is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("kind") not in _KINDS or not isinstance(meta.get("type"), str):
-        raise ResultError(f"the result {name!r} is not a result the hidden test wrote")
+        raise ResultError("the result is not one the hidden test wrote")
     shape = meta.get("shape")
     if shape is not None and (not isinstance(shape, list) or len(shape) > 8
                               or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION
                                          for d in shape)):
-        raise ResultError(f"the result {name!r} states an invalid shape")
+        raise ResultError("the result states an invalid shape")
     return meta
 
 
@@ -100,11 +105,11 @@ def _array(data: bytes, name: str, meta: dict) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception:  # noqa: BLE001 - any malformed .npy
-        raise ResultError(f"the result {name!r} is not a valid array file") from None
+        raise ResultError("the result is not a valid array file") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biufc":
-        raise ResultError(f"the result {name!r} does not hold numbers")
+        raise ResultError("the result does not hold numbers")
     if meta.get("shape") is not None and list(array.shape) != meta["shape"]:
-        raise ResultError(f"the result {name!r} does not have the shape it states")
+        raise ResultError("the result does not have the shape it states")
     return array
 
 
@@ -130,12 +135,12 @@ def read_value(folder: Path, name: str, max_bytes: int) -> tuple[Any, dict]:
 
     fd = open_folder(folder)
     try:
-        meta = _meta(read_regular(fd, f"{name}.json", MAX_META_BYTES), name)
+        meta = _meta(read_regular(fd, f"{name}.json", MAX_META_BYTES, "the result's description"), name)
         if meta["kind"] == "other":
             if meta["type"] == "builtins.NoneType":
                 return None, meta
             return _Opaque(str(meta.get("description", ""))[:200]), meta
-        array = _array(read_regular(fd, f"{name}.npy", max_bytes), name, meta)
+        array = _array(read_regular(fd, f"{name}.npy", max_bytes, "the result's array"), name, meta)
     finally:
         os.close(fd)
     if meta["kind"] == "torch":
