@@ -82,8 +82,8 @@ def test_forged_or_planted_array_files_are_refused(tmp_path, outbox, attack, mes
 
 @pytest.mark.parametrize("content, message", [
     (b"{not json", "not valid JSON"),
-    (b"[1, 2, 3]", "not a result"),
-    (b'{"kind": "numpy"}', "not a result"),
+    (b"[1, 2, 3]", "not one the hidden test wrote"),
+    (b'{"kind": "numpy"}', "not one the hidden test wrote"),
     (b'{"type": "x", "kind": "numpy", "shape": [-1]}', "invalid shape"),
     (b'{"type": "x", "kind": "numpy", "shape": "big"}', "invalid shape"),
     (b"\xff\xfe", "not valid JSON"),
@@ -153,3 +153,17 @@ def test_a_decompression_bomb_is_refused_without_decoding(tmp_path):
     (tmp_path / "bomb.png").write_bytes(buffer.getvalue() + b"\0" * 6000)
     with pytest.raises(ResultError, match="more than a figure has"):
         read_figure(tmp_path, "bomb.png")
+
+
+def test_errors_never_name_the_hidden_check(tmp_path, outbox):
+    """A check's name tells about the hidden test: refusals call the files by what they are."""
+    secret = _secret(tmp_path)
+    for attack in ("link", "json", "missing"):
+        name = f"hidden_check_{attack}"
+        if attack == "link":
+            _forge(outbox, name, lambda p: p.symlink_to(secret))
+        elif attack == "json":
+            (outbox / f"{name}.json").write_text("{broken")
+        with pytest.raises(ResultError) as info:
+            read_value(outbox, name, CAP)
+        assert name not in str(info.value) and "hidden_check" not in str(info.value)
