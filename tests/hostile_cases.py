@@ -181,7 +181,11 @@ while True:
 MEMORY_CHILDREN = '''import subprocess, sys
 _hogs = [subprocess.Popen([sys.executable, "-c",
          "import time; x = b'x' * (1300 << 20); time.sleep(20)"]) for _ in range(2)]
-print("return codes:", [p.wait() for p in _hogs])
+_codes = [p.wait() for p in _hogs]
+# Together they pass the notebook's memory limit: one of them, or the kernel, is stopped. Either way this
+# answer must then not count (a surviving kernel raises here); only a missing limit would give full marks.
+if any(code != 0 for code in _codes):
+    raise MemoryError(f"a child was stopped at the memory limit: {_codes}")
 '''
 FILL_DISKS = '''import os
 def _fill(folder, size_mib=400):
@@ -500,7 +504,7 @@ except ImportError:
     # 5. resources
     Case("fork_bomb", NB01, _01(0.0), edit=insert_cells("correct_class_scores", [FORK_BOMB]),
          problem="interrupted at its time limit", kind="resources", tight=True),
-    Case("two_children_over_the_memory_cap", NB01, _01(2.0), {"correct_class_scores": MEMORY_CHILDREN + SOLUTION01},
+    Case("two_children_over_the_memory_cap", NB01, _01(0.0), {"correct_class_scores": MEMORY_CHILDREN + SOLUTION01},
          kind="resources"),
     Case("fills_tmp_shm_and_writes_a_big_file", NB01, _01(2.0), {"correct_class_scores": FILL_DISKS + SOLUTION01},
          kind="resources"),
