@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import os
 import shutil
 import tempfile
