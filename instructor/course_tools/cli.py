@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,7 +119,7 @@ def cmd_colab(root: Path, args: argparse.Namespace) -> int:
     for nb in changed:
         print(f"  {nb.relative_to(root)}")
     if config.is_placeholder:
-        print(f"  note: course.toml still has the template's address; set [student] repository to "
+        print("  note: course.toml still has the template's address; set [student] repository to "
               "your course's public student repository before students use Colab")
     return 0
 

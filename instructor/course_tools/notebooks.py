@@ -9,7 +9,6 @@ reported in one line (:attr:`Execution.error`), never as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math

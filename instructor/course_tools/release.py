@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import filecmp
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 
 from .notebooks import read_notebook
 from .paths import CourseError, assignments
