@@ -42,6 +42,24 @@ def test_the_bwrap_command_isolates_and_hides_the_course(tmp_path):
     assert HOME in writable and "/" not in writable
 
 
+def run_probe(tmp_path: Path, probe: str, *, with_filter: bool = False) -> dict:
+    """Run ``probe`` (Python that writes a JSON report to its home) in a real sandbox; return the report."""
+    from course_tools.sandbox import seccomp_filter
+
+    job = KernelJob("probe", SandboxPolicy(memory_mib=1024), inputs=tmp_path).open(tmp_path)
+    try:
+        argv, fds = job.bwrap_argv([os.sys.executable, "-c", probe]), ()
+        if with_filter:
+            read_end, write_end = os.pipe()
+            os.write(write_end, seccomp_filter())
+            os.close(write_end)
+            argv[1:1], fds = ["--seccomp", str(read_end)], (read_end,)
+        subprocess.run(argv, check=True, timeout=120, env=job.kernel_env(), pass_fds=fds)
+        return json.loads((job.work / "result.json").read_text())
+    finally:
+        job.close()
+
+
 @pytest.mark.skipif(prerequisites() != [], reason="needs root, bubblewrap and control groups")
 def test_inside_the_sandbox(tmp_path):
     """What a student's code sees: its own user, no network, no course files, no instructor package."""
@@ -54,13 +72,7 @@ def test_inside_the_sandbox(tmp_path):
              "except ImportError:\n    out['instructor'] = False\n"
              "import helpers; out['helpers'] = helpers.__file__\n"
              "open('/home/student/result.json', 'w').write(json.dumps(out))\n")
-    job = KernelJob("probe", SandboxPolicy(memory_mib=1024), inputs=tmp_path).open(tmp_path)
-    try:
-        argv = job.bwrap_argv([os.sys.executable, "-c", probe])
-        subprocess.run(argv, check=True, timeout=120, env=job.kernel_env())
-        seen = json.loads((job.work / "result.json").read_text())
-    finally:
-        job.close()
+    seen = run_probe(tmp_path, probe)
     assert seen["uid"] == 65534 and not seen["course"] and not seen["net"] and not seen["instructor"]
     assert len(seen["pids"]) <= 3, seen["pids"]   # bwrap's init and the probe: no host processes
     assert seen["helpers"].startswith("/run/course/lib/")
@@ -70,25 +82,13 @@ def test_inside_the_sandbox(tmp_path):
 @pytest.mark.skipif(prerequisites() != [], reason="needs root, bubblewrap, libseccomp and control groups")
 def test_the_system_call_filter_blocks_user_namespaces_and_keyrings(tmp_path):
     """The launcher's filter, compiled and loaded by bwrap: what a student could use to escape or leave data."""
-    from course_tools.sandbox import seccomp_filter
-
     probe = ("import ctypes, os, json\n"
              "libc = ctypes.CDLL(None, use_errno=True)\n"
              "out = {'userns': libc.unshare(0x10000000), 'keyring': libc.syscall(248, b'user', b'k', b'v', 1, -4),\n"
              "       'tmp': os.listdir('/tmp'), 'threads_ok': True}\n"
              "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
              "open('/home/student/result.json', 'w').write(json.dumps(out))\n")
-    job = KernelJob("seccomp", SandboxPolicy(memory_mib=1024), inputs=tmp_path).open(tmp_path)
-    try:
-        read_end, write_end = os.pipe()
-        os.write(write_end, seccomp_filter())
-        os.close(write_end)
-        argv = job.bwrap_argv([os.sys.executable, "-c", probe])
-        argv[1:1] = ["--seccomp", str(read_end)]
-        subprocess.run(argv, check=True, timeout=120, env=job.kernel_env(), pass_fds=(read_end,))
-        seen = json.loads((job.work / "result.json").read_text())
-    finally:
-        job.close()
+    seen = run_probe(tmp_path, probe, with_filter=True)
     assert seen["userns"] == -1 and seen["keyring"] == -1 and seen["threads_ok"]
     # Nothing of the grader's paths, not even empty folders; only the way to the Python installation, read-only,
     # when it lives under /tmp (a CI checkout in a temporary folder).
