@@ -222,6 +222,10 @@ for _ in range(2000):   # 2000 tiny outputs, then one update makes each of them 
 update_display({"text/plain": "y" * (15 << 20)}, raw=True, display_id="d")
 display(HTML("<script>fetch('/api/terminals', {method: 'POST'})</script>"))
 '''
+MESSAGE_FLOOD = '''from IPython.display import display
+for _ in range(200_000):   # tiny outputs: each one costs the grader's CPU to receive
+    display({"text/plain": ""}, raw=True)
+'''
 PRINT_FLOOD = '''import sys
 for _ in range(30):
     print("x" * (1 << 20))
@@ -511,6 +515,8 @@ except ImportError:
     Case("prints_54_mib", NB01, _01(2.0), {"correct_class_scores": PRINT_FLOOD + SOLUTION01}, kind="resources"),
     Case("widget_messages_flood_the_grader", NB01, _01(2.0), {"correct_class_scores": WIDGET_FLOOD + SOLUTION01},
          kind="resources"),
+    Case("message_flood", NB01, _01(0.0), {"correct_class_scores": MESSAGE_FLOOD + SOLUTION01},
+         problem="more than 50000 messages", kind="resources"),
     Case("display_updates_amplify_outputs", NB01, _01(2.0),
          {"correct_class_scores": DISPLAY_AMPLIFIER + SOLUTION01}, kind="resources"),
     Case("cells_each_just_under_the_cell_limit", NB01, _01(0.0),

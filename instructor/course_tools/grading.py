@@ -53,6 +53,9 @@ MAX_CELL_OUTPUT_BYTES = 1 * 2**20
 MAX_NOTEBOOK_OUTPUT_BYTES = 8 * 2**20
 #: Largest message accepted from a kernel; a larger one is dropped by ZeroMQ, unread.
 MAX_MESSAGE_BYTES = 16 * 2**20
+#: Messages a notebook may send in all (each costs the grader's CPU even when its output is dropped); the
+#: series sends a few hundred.
+MAX_MESSAGES = 50_000
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
                    if isinstance(value, type) and issubclass(value, BaseException)}
@@ -295,6 +298,9 @@ def _capped_client(nb, km, state: dict, workdir: Path):
     class _Client(NotebookClient):
         def process_message(self, msg, cell, cell_index):
             state["messages"] += 1
+            if state["messages"] > MAX_MESSAGES:
+                state["flood"] = True
+                return None
             if msg["msg_type"].startswith("comm") or msg["msg_type"] == "update_display_data":
                 return None   # widgets and display updates: never stored, never applied to earlier outputs
             return super().process_message(msg, cell, cell_index)
@@ -354,7 +360,7 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
 
     result = Execution()
     state = {"deadline": None, "interrupted": False, "killed": None, "stop": False,
-             "cell_bytes": {}, "total_bytes": 0, "truncated": False, "messages": 0}
+             "cell_bytes": {}, "total_bytes": 0, "truncated": False, "messages": 0, "flood": False}
     km = _kernel_manager(job)
     client = _capped_client(nb, km, state, job.work)
     start = time.monotonic()
@@ -371,6 +377,9 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
     def watchdog() -> None:
         while not state["stop"]:
             time.sleep(0.1)
+            if state["flood"] and not state["killed"]:
+                stop_kernel(f"the notebook sent more than {MAX_MESSAGES} messages and was stopped")
+                continue
             if time.monotonic() > notebook_deadline and not state["killed"]:
                 result.notebook_timed_out = True
                 stop_kernel(f"the notebook ran past its {notebook_limit:.0f} s limit and was stopped")
