@@ -169,11 +169,11 @@ class KernelJob:
             if result.returncode != 0:
                 raise SandboxError(f"cannot mount the job's tmpfs: {result.stderr.strip()[:200]}")
             self._mounted = True
-        owner = SANDBOX_UID if self.policy.isolated else os.geteuid()
         for sub in ("work", "outbox", "ipc"):
             path = self.folder / sub
             path.mkdir(mode=0o700)
-            os.chown(path, owner, owner) if self.policy.isolated else None
+            if self.policy.isolated:
+                os.chown(path, SANDBOX_UID, SANDBOX_UID)
         if self.policy.isolated:
             limits = Limits(self.policy.memory_mib * 2**20, self.policy.pids, self.policy.cpus)
             try:
