@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ._validation import describe, require_number
-from .checks import DEFAULT_RTOL, assert_matches_reference, compare_arrays
+from .checks import TOLERANCE, assert_matches_reference, compare_arrays
 
 RECORD_ENV = "SALIENCY_RECORD_REFERENCES"
 OUTBOX_ENV = "SALIENCY_GRADING_OUTBOX"
@@ -157,7 +157,7 @@ class HiddenChecks:
             base = (root or Path.cwd()) / "references"
         return base / self.key / self.notebook
 
-    def compare(self, name: str, value: Any, *, cell: str, expect: str = "any", rtol: float = DEFAULT_RTOL,
+    def compare(self, name: str, value: Any, *, cell: str, expect: str = "any", tolerance: float = TOLERANCE,
                 mistakes: Callable[[], Mapping[str, tuple[Any, str]]] | None = None,
                 otherwise: str | None = None, cross_check: Mapping[str, Any] | None = None) -> None:
         """Check (or record, or hand to the grader) one result of the student's code.
@@ -176,8 +176,9 @@ class HiddenChecks:
             The nbgrader ``grade_id`` of the test cell this check belongs to.
         expect : {"any", "numpy", "torch"}
             Which array type the exercise asks for.
-        rtol : float
-            Tolerance relative to each image's largest reference value.
+        tolerance : float, default :data:`helpers.checks.TOLERANCE` (1e-3)
+            The fraction of each image's scale, and of each expected value, by which the
+            student's values may differ (the rule: :mod:`helpers.checks`).
         mistakes : callable returning a dict, optional
             Evaluated in *record* mode only (it runs the instructor's solution):
             ``{key: (wrong_answer, feedback)}`` for each typical mistake, the wrong
@@ -198,7 +199,7 @@ class HiddenChecks:
             raise ValueError(f"cell must be the grade_id of a test cell, got {cell!r}")
         if expect not in ("any", "numpy", "torch"):
             raise ValueError(f"expect must be 'any', 'numpy' or 'torch', got {expect!r}")
-        require_number("rtol", rtol, low=0)
+        require_number("tolerance", tolerance, low=0)
         if mistakes is not None and not callable(mistakes):
             raise TypeError(f"mistakes must be a function returning {{key: (array, message)}}, got {describe(mistakes)}")
         if otherwise is not None and (not isinstance(otherwise, str) or not otherwise.strip()):
@@ -211,7 +212,7 @@ class HiddenChecks:
             return
         folder = self._reference_folder()
         if mode == "record":
-            self._record(folder, name, value, cell=cell, expect=expect, rtol=rtol,
+            self._record(folder, name, value, cell=cell, expect=expect, tolerance=tolerance,
                          mistakes=mistakes() if mistakes is not None else {}, otherwise=otherwise,
                          cross_check=cross_check)
             return
@@ -221,10 +222,10 @@ class HiddenChecks:
                 "at the course root to write them (students never run hidden tests)."
             )
         reference, _ = deserialise(folder, name)
-        assert_matches_reference(value, np.asarray(reference), name=name, rtol=rtol, expect=expect)
+        assert_matches_reference(value, np.asarray(reference), name=name, tolerance=tolerance, expect=expect)
 
     @staticmethod
-    def _record(folder: Path, name: str, value: Any, *, cell: str, expect: str, rtol: float,
+    def _record(folder: Path, name: str, value: Any, *, cell: str, expect: str, tolerance: float,
                 mistakes: Mapping[str, tuple[Any, str]], otherwise: str | None,
                 cross_check: Mapping[str, Any] | None = None) -> None:
         """Save the solution's value, its declared mistakes and how to judge them."""
@@ -239,7 +240,7 @@ class HiddenChecks:
                 raise TypeError(f"mistake {key!r} must be a tuple (wrong_answer, feedback message), "
                                 f"got {describe(entry)}")
             wrong = np.asarray(entry[0].detach().cpu() if isinstance(entry[0], torch.Tensor) else entry[0])
-            if wrong.shape == reference.shape and compare_arrays(wrong, reference, rtol=rtol, expect="any").passed:
+            if wrong.shape == reference.shape and compare_arrays(wrong, reference, tolerance=tolerance, expect="any").passed:
                 # On these inputs the mistake gives the right answer (say, every image is classified
                 # correctly): it cannot be told apart, so it is not used.
                 print(f"note: check {name!r}: the declared mistake {key!r} gives the right answer here; not used")
@@ -247,7 +248,7 @@ class HiddenChecks:
             serialise(wrong, folder, f"{name}.mistake.{key}")
             messages[key] = entry[1]
         serialise(value, folder, name)
-        spec = {"cell": cell, "expect": expect, "rtol": rtol, "mistakes": messages, "otherwise": otherwise}
+        spec = {"cell": cell, "expect": expect, "tolerance": tolerance, "mistakes": messages, "otherwise": otherwise}
         if cross_check is not None:
             spec["cross_check"] = dict(cross_check)
         (folder / f"{name}.spec.json").write_text(json.dumps(spec))

@@ -101,8 +101,10 @@ CASES = [
      r"^formats must name at least one file format"),
     ("save-dpi-0", lambda: _figure_then(lambda f: save_figure(f, "out", dpi=0)), ValueError, r"^dpi must be >= 1"),
     # checks
-    ("compare-rtol-negative", lambda: compare_arrays(REF, REF, rtol=-1), ValueError, r"^rtol must be >= 0"),
-    ("compare-atol-nan", lambda: compare_arrays(REF, REF, atol=float("nan")), ValueError, r"^atol must be finite"),
+    ("compare-tolerance-negative", lambda: compare_arrays(REF, REF, tolerance=-1), ValueError,
+     r"^tolerance must be >= 0"),
+    ("compare-tolerance-nan", lambda: compare_arrays(REF, REF, tolerance=float("nan")), ValueError,
+     r"^tolerance must be finite"),
     ("compare-expect", lambda: compare_arrays(REF, REF, expect="pandas"), ValueError,
      r"^expect must be one of .* got 'pandas'"),
     ("compare-per_image-str", lambda: compare_arrays(REF, REF, per_image="yes"), TypeError,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.checks import (Verdict, assert_matches_reference, check_close, check_shape,
+from helpers.checks import (TOLERANCE, Verdict, assert_matches_reference, check_close, check_shape,
                             compare_arrays)
 
 N, C, H, W = 5, 3, 8, 8
@@ -117,10 +117,28 @@ def test_all_zero_reference_needs_zeros():
     assert not compare_arrays(np.full_like(zeros, 1e-6), zeros).passed
 
 
-def test_explicit_atol_is_used_as_is(ref):
-    assert compare_arrays(ref + 0.05, ref, atol=0.1, rtol=0).passed
-    verdict = compare_arrays(ref + 0.05, ref, atol=0.01, rtol=0)
-    assert_fails(verdict, "atol=0.01", ref=ref)
+def test_one_tolerance_is_the_fraction_of_the_scale_and_of_each_value():
+    """|s - r| <= tolerance * (scale + |r|): exactly at the edge passes, just beyond fails."""
+    ref = np.array([[[0.0, 1.0], [2.0, 4.0]]])   # one image, scale 4
+    allowed = TOLERANCE * (4.0 + np.abs(ref))
+    assert compare_arrays(ref + allowed * (1 - 1e-9), ref).passed
+    assert not compare_arrays(ref + allowed * (1 + 1e-6), ref).passed
+    assert compare_arrays(ref + 0.05, ref, tolerance=0.05).passed
+    assert_fails(compare_arrays(ref + 0.05, ref, tolerance=0.01), "1% of the image's scale plus 1% of the expected value",
+                 ref=ref)
+    assert compare_arrays(ref.copy(), ref, tolerance=0).passed
+    assert not compare_arrays(np.nextafter(ref, 10), ref, tolerance=0).passed
+
+
+def test_a_dead_image_borrows_the_tolerance_of_the_largest_value(ref):
+    r = ref.copy()
+    r[1] = 0.0
+    big = float(np.abs(r).max())
+    near_zero = r.copy()
+    near_zero[1] = 0.5 * TOLERANCE ** 2 * big
+    assert compare_arrays(near_zero, r).passed
+    near_zero[1] = 2 * TOLERANCE ** 2 * big
+    assert_fails(compare_arrays(near_zero, r), "image 1", ref=r)
 
 
 def test_lower_dimensional_references():
@@ -412,7 +430,7 @@ def test_messages_never_show_reference_values(grad, ref, rng, mistakes):
                 np.where(ref > 1, np.nan, ref), grad.max(1), np.zeros_like(ref), ref * 255, ref / ref.max(),
                 np.cumsum(ref, 0), ref[::-1], ref + rng.standard_normal(ref.shape), ref - 1]
     for student in students:
-        for kw in ({}, {"known_mistakes": mistakes}, {"atol": 0.01}):
+        for kw in ({}, {"known_mistakes": mistakes}, {"tolerance": 0.01}):
             verdict = compare_arrays(student, ref, **kw)
             assert_fails(verdict, ref=ref)
 
@@ -470,12 +488,12 @@ def test_argument_validation(ref):
         compare_arrays(ref, np.where(ref > 1, np.nan, ref))
     with pytest.raises(ValueError, match="reference must hold real numbers"):
         compare_arrays(ref, ref.astype(complex))
-    with pytest.raises(ValueError, match="rtol must be >= 0"):
-        compare_arrays(ref, ref, rtol=-1e-3)
-    with pytest.raises(ValueError, match="atol must be >= 0"):
-        compare_arrays(ref, ref, atol=-1.0)
-    with pytest.raises(TypeError, match="rtol must be a number"):
-        compare_arrays(ref, ref, rtol="small")
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        compare_arrays(ref, ref, tolerance=-1e-3)
+    with pytest.raises(ValueError, match="tolerance must be finite"):
+        compare_arrays(ref, ref, tolerance=float("inf"))
+    with pytest.raises(TypeError, match="tolerance must be a number"):
+        compare_arrays(ref, ref, tolerance="small")
     with pytest.raises(ValueError, match="expect must be one of"):
         compare_arrays(ref, ref, expect="tensor")
     with pytest.raises(TypeError, match="per_image must be a bool"):

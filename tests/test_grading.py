@@ -13,7 +13,7 @@ import pytest
 from course_tools.grading import (GradingSettings, error_summary, judge_value, read_submission, rebuild_notebook,
                                   solution_timings)
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
-from helpers.checks import DEFAULT_RTOL
+from helpers.checks import TOLERANCE
 
 RNG = np.random.default_rng(5)
 REFERENCE = RNG.random((3, 8, 8)).astype(np.float32) + 0.5
@@ -40,13 +40,13 @@ def _judge(recorded, value):
 
 
 def test_the_right_answer_passes_within_the_tolerance(recorded):
-    assert _judge(recorded, REFERENCE * (1 + DEFAULT_RTOL / 10)) is None
+    assert _judge(recorded, REFERENCE * (1 + TOLERANCE / 10)) is None
 
 
 def test_the_tolerance_is_pinned(recorded):
     """An error of 10x the tolerance fails: a tolerance made 100x looser would let it through."""
-    assert _judge(recorded, REFERENCE * (1 + 10 * DEFAULT_RTOL)) is not None
-    assert recorded[1]["rtol"] == DEFAULT_RTOL == 1e-3
+    assert _judge(recorded, REFERENCE * (1 + 10 * TOLERANCE)) is not None
+    assert recorded[1]["tolerance"] == TOLERANCE == 1e-3
 
 
 @pytest.mark.parametrize("key", sorted(MISTAKES))

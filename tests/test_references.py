@@ -20,6 +20,7 @@ import pytest
 from course_tools.references import ReferenceError, cross_check_references, declared_cross_checks
 from course_tools.smoothgrad import smoothgrad_loop
 from helpers.autograde import RECORD_ENV, HiddenChecks, reference_key
+from helpers.checks import TOLERANCE
 from helpers.model import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,14 +61,16 @@ def test_every_smoothgrad_check_of_the_homework_declares_its_cross_check():
 
 def test_recording_keeps_the_declaration_in_the_spec(tmp_path, dataset, untrained_model, monkeypatch):
     key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_no_noise",))
-    assert declared_cross_checks(key_dir) == [("04_smoothgrad", "smoothgrad_no_noise", CHECKS["smoothgrad_no_noise"])]
+    [(notebook, name, spec)] = declared_cross_checks(key_dir)
+    assert (notebook, name, spec["cross_check"]) == ("04_smoothgrad", "smoothgrad_no_noise", CHECKS["smoothgrad_no_noise"])
+    assert spec["tolerance"] == TOLERANCE
 
 
 def test_the_loops_references_pass(tmp_path, dataset, untrained_model, env, monkeypatch):
     errors = cross_check_references(recorded_set(tmp_path, dataset, untrained_model, monkeypatch), env=env)
     assert set(errors) == {f"04_smoothgrad/{name}" for name in CHECKS}
     for err in errors.values():
-        assert err["mean"] < 1e-4 and err["max"] < 0.05
+        assert err["mean"] < TOLERANCE / 10 and err["max"] < 50 * TOLERANCE
 
 
 def test_a_wrong_reference_is_refused(tmp_path, dataset, untrained_model, env, monkeypatch):
@@ -77,6 +80,19 @@ def test_a_wrong_reference_is_refused(tmp_path, dataset, untrained_model, env, m
     with pytest.raises(ReferenceError, match="04_smoothgrad/smoothgrad_seeded: the solution's values and the "
                                              "independent smoothgrad disagree"):
         cross_check_references(key_dir, env=env)
+
+
+def test_the_agreement_asked_is_the_checks_own_tolerance(tmp_path, dataset, untrained_model, env, monkeypatch):
+    """Shifted by twice the check's tolerance of each image's scale: refused; declare 3 times it: accepted."""
+    key_dir = recorded_set(tmp_path, dataset, untrained_model, monkeypatch, names=("smoothgrad_seeded",))
+    npy = key_dir / "04_smoothgrad" / "smoothgrad_seeded.npy"
+    maps = np.load(npy)
+    np.save(npy, maps + 2 * TOLERANCE * maps.max(axis=(1, 2), keepdims=True))
+    with pytest.raises(ReferenceError, match="disagree .*the check's tolerance 0.001 allows"):
+        cross_check_references(key_dir, env=env)
+    spec_path = npy.with_name("smoothgrad_seeded.spec.json")
+    spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "tolerance": 3 * TOLERANCE}))
+    assert cross_check_references(key_dir, env=env)["04_smoothgrad/smoothgrad_seeded"]["mean"] < 3 * TOLERANCE
 
 
 def test_an_unknown_method_or_wrong_arguments_are_refused(tmp_path, dataset, untrained_model, env, monkeypatch):

@@ -20,7 +20,7 @@ from helpers.data import locate_data_file, sha256_of
 from helpers.model import MODEL_ENV_VAR, load_model, network, weights_fingerprint
 
 from .grading import (DEFAULT_MEMORY_MIB, GradingSettings, NotebookResult, PartResult, discover_submissions,
-                      grade_notebook, graded_cells, load_results, save_result)
+                      grade_notebook, graded_cells, load_results, load_specs, save_result)
 from .paths import CourseError, assignments, references_dir, source_notebooks
 from .sandbox import KernelJob, SandboxError, SandboxPolicy, prerequisites
 
@@ -260,6 +260,8 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     if not (references_dir(root) / key / "manifest.json").is_file():
         raise GradingSetupError(f"no reference arrays for {key}: run `course build` (or `course references`) "
                                 "with the same data and weights first")
+    for folder in sorted(p for p in (references_dir(root) / key).iterdir() if p.is_dir()):
+        load_specs(folder)   # refuses a set recorded by an older version, before any student is graded
     _ensure_gradebook(root)
     for private in (references_dir(root), root / "submitted", root / "autograded"):
         if private.is_dir():

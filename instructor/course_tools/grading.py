@@ -40,6 +40,7 @@ import psutil
 from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
+from .paths import CourseError
 from .results import ResultError, read_figure, read_regular, read_value
 from .sandbox import KernelJob
 
@@ -470,6 +471,9 @@ def load_specs(reference_folder: Path) -> dict[str, list[tuple[str, dict]]]:
     specs: dict[str, list[tuple[str, dict]]] = {}
     for spec_path in sorted(reference_folder.glob("*.spec.json")):
         spec = json.loads(spec_path.read_text())
+        if "tolerance" not in spec:
+            raise CourseError(f"{spec_path}: recorded by an older version of the course tools (no 'tolerance'); "
+                              "run `course references` again")
         specs.setdefault(spec["cell"], []).append((spec_path.name[: -len(".spec.json")], spec))
     return specs
 
@@ -486,7 +490,7 @@ def judge_value(reference_folder: Path, outbox: Path, check_name: str, spec: dic
         return f"your result could not be used: {err}"
     known = {key: (np.asarray(deserialise(reference_folder, f"{check_name}.mistake.{key}")[0]), message)
              for key, message in (spec.get("mistakes") or {}).items()}
-    verdict = compare_arrays(student, reference, name="your result", rtol=spec["rtol"],
+    verdict = compare_arrays(student, reference, name="your result", tolerance=spec["tolerance"],
                              expect=spec.get("expect", "any"), known_mistakes=known or None)
     if verdict.passed:
         return None

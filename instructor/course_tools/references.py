@@ -129,7 +129,7 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
         checked = cross_check_references(key_dir, env=env)
         for name, err in checked.items():
             log(f"  {name}: the independent recomputation agrees (mean {err['mean']:.1e}, max {err['max']:.1e} "
-                f"of each map's maximum)")
+                f"of an image's scale)")
         if keep_outputs is not None:
             for figure in work.rglob("*"):
                 if figure.suffix in (".png", ".pdf"):
@@ -245,10 +245,11 @@ def _load_average() -> list[float] | None:
         return None
 
 
-#: Agreement asked of a recorded reference and its independent recomputation (a hidden check's
-#: ``cross_check``), as fractions of each reference map's maximum: the mean error per image and the
-#: largest error (the fast SmoothGrad's stated tolerance; measured 4e-8 and 1.2e-6).
-CROSS_CHECK_AGREEMENT = {"mean": 1e-3, "max": 0.1}
+#: How far single values of an independent recomputation may stray, in units of the check's ``tolerance``.
+#: Each image's mean difference must stay within the tolerance itself (of the image's scale), but batched
+#: convolutions add in another order than one-at-a-time ones, and where a ReLU's input is about 0 that flips
+#: it: 909 pixels of one untrained-network image differ by 2.6% (the homework's SmoothGrad, n=2).
+CROSS_CHECK_OUTLIER_FACTOR = 100
 
 
 def _fast_smoothgrad(data, model, *, images: int, n: int, noise_pct: float, seed: int | None):
@@ -265,12 +266,12 @@ CROSS_CHECK_METHODS = {"smoothgrad": _fast_smoothgrad}
 
 
 def declared_cross_checks(key_dir: Path) -> list[tuple[str, str, dict]]:
-    """(notebook, check name, cross_check declaration) of every recorded check that declares one."""
+    """(notebook, check name, recorded spec) of every recorded check that declares a ``cross_check``."""
     found = []
     for spec_path in sorted(Path(key_dir).glob("*/*.spec.json")):
         spec = json.loads(spec_path.read_text())
         if isinstance(spec.get("cross_check"), dict):
-            found.append((spec_path.parent.name, spec_path.name[: -len(".spec.json")], spec["cross_check"]))
+            found.append((spec_path.parent.name, spec_path.name[: -len(".spec.json")], spec))
     return found
 
 
@@ -278,9 +279,10 @@ def cross_check_references(key_dir: Path, env: dict[str, str] | None = None) -> 
     """Recompute every recorded reference whose hidden check declares a ``cross_check``.
 
     The references are the instructor's solution run in the notebook; an independent computation
-    (:data:`CROSS_CHECK_METHODS`) on the same data, network, weights and arguments must agree within
-    :data:`CROSS_CHECK_AGREEMENT`, so that a slip in the solution notebook cannot become every
-    student's reference.
+    (:data:`CROSS_CHECK_METHODS`) on the same data, network, weights and arguments must agree with
+    it within the check's own ``tolerance``: each image's mean difference within ``tolerance`` of the
+    image's scale, every single value within :data:`CROSS_CHECK_OUTLIER_FACTOR` times that, so that a
+    slip in the solution notebook cannot become every student's reference.
 
     Parameters
     ----------
@@ -293,7 +295,8 @@ def cross_check_references(key_dir: Path, env: dict[str, str] | None = None) -> 
     Returns
     -------
     dict
-        For each cross-checked ``notebook/check``: the largest per-image mean and max relative error.
+        For each cross-checked ``notebook/check``: the largest per-image ``mean`` and ``max``
+        difference, as fractions of the image's scale.
 
     Raises
     ------
@@ -317,8 +320,8 @@ def cross_check_references(key_dir: Path, env: dict[str, str] | None = None) -> 
         raise ReferenceError(f"cannot cross-check {Path(key_dir).name}: this process loads data and weights "
                              f"{key}")
     out = {}
-    for notebook, name, declaration in declared:
-        where = f"{notebook}/{name}"
+    for notebook, name, spec in declared:
+        where, declaration = f"{notebook}/{name}", spec["cross_check"]
         arguments = {k: v for k, v in declaration.items() if k != "method"}
         method = CROSS_CHECK_METHODS.get(declaration.get("method"))
         if method is None:
@@ -333,19 +336,25 @@ def cross_check_references(key_dir: Path, env: dict[str, str] | None = None) -> 
         if recorded.shape != fast.shape:
             raise ReferenceError(f"{where}: the solution recorded shape {recorded.shape}, "
                                  f"the independent {declaration['method']} gives {fast.shape}")
-        axes = tuple(range(1, recorded.ndim))
-        scale = np.abs(recorded).max(axis=axes, keepdims=True)
-        scale[scale == 0] = 1.0
-        err = np.abs(fast - recorded) / scale
-        worst = {"mean": float(err.mean(axis=axes).max()), "max": float(err.max())}
-        limit = CROSS_CHECK_AGREEMENT
-        if worst["mean"] >= limit["mean"] or worst["max"] >= limit["max"]:
+        out[where] = worst = _relative_differences(fast, recorded)
+        tolerance = float(spec["tolerance"])
+        if worst["mean"] > tolerance or worst["max"] > CROSS_CHECK_OUTLIER_FACTOR * tolerance:
             raise ReferenceError(f"{where}: the solution's values and the independent {declaration['method']} "
-                                 f"disagree (mean {worst['mean']:.2e}, max {worst['max']:.2e} of each map's "
-                                 f"maximum; allowed {limit['mean']}, {limit['max']}): check the solution of "
-                                 f"{notebook}")
-        out[where] = worst
+                                 f"disagree (mean {worst['mean']:.2e}, max {worst['max']:.2e} of an image's "
+                                 f"scale; the check's tolerance {tolerance:g} allows a mean of {tolerance:g} "
+                                 f"and single values {CROSS_CHECK_OUTLIER_FACTOR} times that): check the "
+                                 f"solution of {notebook}")
     return out
+
+
+def _relative_differences(values: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The largest per-image mean and largest single difference, as fractions of each image's scale."""
+    axes = tuple(range(1, reference.ndim))
+    scale = np.abs(reference).max(axis=axes, keepdims=True) if axes else np.abs(reference)
+    scale = np.where(scale == 0, 1.0, scale)
+    err = np.abs(values - reference) / scale
+    mean = err.mean(axis=axes) if axes else err
+    return {"mean": float(np.max(mean)), "max": float(err.max())}
 
 
 def reference_sets(root: Path) -> list[Path]:
