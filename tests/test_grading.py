@@ -10,8 +10,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from course_tools.grading import (GradingSettings, error_summary, judge_value, read_submission, rebuild_notebook,
-                                  solution_timings)
+from course_tools.grading import (GradingSettings, error_summary, judge_value, load_specs, read_submission,
+                                  rebuild_notebook, solution_timings)
+from course_tools.paths import CourseError
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
 from helpers.checks import TOLERANCE
 
@@ -47,6 +48,27 @@ def test_the_tolerance_is_pinned(recorded):
     """An error of 10x the tolerance fails: a tolerance made 100x looser would let it through."""
     assert _judge(recorded, REFERENCE * (1 + 10 * TOLERANCE)) is not None
     assert recorded[1]["tolerance"] == TOLERANCE == 1e-3
+
+
+def test_a_declared_tolerance_is_recorded_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    HiddenChecks("0" * 64, "1" * 12, "nb").compare("maps", REFERENCE, cell="test_maps", tolerance=0.05)
+    folder = next((tmp_path / "refs").iterdir()) / "nb"
+    [(name, spec)] = load_specs(folder)["test_maps"]
+    assert spec["tolerance"] == 0.05
+    serialise(REFERENCE * 1.04, tmp_path / "outbox", "maps")
+    assert judge_value(folder, tmp_path / "outbox", "maps", spec) is None
+    serialise(REFERENCE * 1.2, tmp_path / "outbox", "maps")
+    assert judge_value(folder, tmp_path / "outbox", "maps", spec) is not None
+
+
+def test_a_spec_recorded_without_a_tolerance_is_refused(recorded):
+    folder = recorded[0]
+    spec_path = folder / "maps.spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec_path.write_text(json.dumps({**{k: v for k, v in spec.items() if k != "tolerance"}, "rtol": 1e-3}))
+    with pytest.raises(CourseError, match="older version .* run `course references` again"):
+        load_specs(folder)
 
 
 @pytest.mark.parametrize("key", sorted(MISTAKES))
