@@ -1,8 +1,9 @@
 """Small argument checks shared by the public functions of :mod:`helpers` and the instructor tools.
 
 This is the one validation layer: argument checks, the conversion of tensors
-to numpy arrays, and the checks of a model against its inputs live here, and
-every public function uses them rather than a copy of its own.
+to numpy arrays (:func:`to_numpy`), the checks of images, maps and a model
+against its inputs live here, and every public function of :mod:`helpers`,
+:mod:`beyond` and the instructor tools uses them rather than a copy of its own.
 
 Every check raises :class:`TypeError` for a value of the wrong kind and
 :class:`ValueError` for a value of the right kind but the wrong shape, range or
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 NUM_IMAGENET_CLASSES = 1000
 
@@ -29,20 +31,29 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def to_numpy(name: str, value: Any) -> np.ndarray:
-    """Return ``value`` as a numpy array: tensors are detached and moved to the CPU.
+def to_numpy(name: str, value: Any, *, keep_float16: bool = False, array_like: bool = False) -> np.ndarray:
+    """Return ``value`` as a numpy array: the one conversion of tensors used everywhere.
 
-    Half-precision tensors (bfloat16, float16) become float32, which numpy can
-    hold exactly. Anything that is neither a tensor nor an array is refused.
+    Tensors are detached and moved to the CPU. bfloat16 (which numpy cannot
+    hold) becomes float32; so does float16 unless ``keep_float16`` (the
+    autograder keeps it, to tell a student that half precision lost accuracy).
+    Arrays are returned as they are. Anything else is refused, unless
+    ``array_like``: then numbers and (nested) lists go through :func:`numpy.asarray`.
     """
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        if value.dtype in (torch.bfloat16, torch.float16):
+        if value.dtype == torch.bfloat16 or (value.dtype == torch.float16 and not keep_float16):
             value = value.float()
         return value.numpy()
     if isinstance(value, np.ndarray):
         return value
-    raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {describe(value)}")
+    if array_like and value is not None and not isinstance(value, (str, bytes)):
+        try:
+            return np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a number or an array of numbers, got {describe(value)}") from err
+    what = "a number or an array of numbers" if array_like else "a numpy array or a torch.Tensor"
+    raise TypeError(f"{name} must be {what}, got {describe(value)}")
 
 
 def require_real_array(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
@@ -125,7 +136,7 @@ def require_ndarray(name: str, value: Any, *, ndim: int | Sequence[int] | None =
                     dtype: Any = None, allow_tensor: bool = False) -> np.ndarray:
     """Check that ``value`` is a numpy array (optionally of given ndim and dtype)."""
     if allow_tensor and isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = to_numpy(name, value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {describe(value)}")
     _check_ndim(name, value.ndim, value.shape, ndim)
@@ -161,7 +172,7 @@ def _check_ndim(name: str, ndim: int, shape: tuple, expected: int | Sequence[int
 def require_labels(name: str, labels: Any, *, length: int | None = None) -> np.ndarray:
     """Check integer ImageNet labels in ``0..999``; return them as an int64 numpy array."""
     if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
+        labels = to_numpy(name, labels)
     if isinstance(labels, (list, tuple)):
         # An empty list has no integer dtype; report it as empty (ValueError), not as the wrong kind.
         labels = np.asarray(labels) if len(labels) else np.zeros(0, dtype=np.int64)
@@ -217,3 +228,74 @@ def require_rng(name: str, value: Any) -> np.random.Generator:
         # Duck-typed generators (anything with .normal()) are accepted too.
         return value
     raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, got {describe(value)}")
+
+
+def _check_rgb_values(name: str, arr: np.ndarray) -> np.ndarray:
+    """Check the dtype and value range of channels-last RGB image data."""
+    if arr.shape[-1] != 3:
+        hint = ""
+        if arr.ndim >= 3 and arr.shape[-3] == 3:
+            hint = (" It looks channels-first (3, H, W): transpose it to (H, W, 3), or for a "
+                    "preprocessed tensor use np.asarray(helpers.images.deprocess(x)).")
+        raise ValueError(f"{name} must be RGB with channels last (..., H, W, 3), got shape {arr.shape}.{hint}")
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"{name} must be uint8 (0..255) or float (0..1), got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, but it holds NaN or infinite values")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} holds floats in [{low:.3g}, {high:.3g}], but float images must lie in [0, 1]. "
+            "Pass uint8 images, divide by 255, or use np.asarray(helpers.images.deprocess(x)) "
+            "for a preprocessed tensor."
+        )
+    return arr
+
+
+def require_images(name: str, X: Any) -> np.ndarray:
+    """A batch of RGB images (N, H, W, 3), uint8 or float in [0, 1]."""
+    arr = require_ndarray(name, to_numpy(name, X), ndim=4)
+    return _check_rgb_values(name, arr)
+
+
+def require_image(name: str, image: Any) -> np.ndarray:
+    """One RGB image (H, W, 3), uint8 or float in [0, 1], or a PIL image."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    arr = to_numpy(name, image)
+    if isinstance(arr, np.ndarray) and arr.ndim == 4:
+        raise ValueError(f"{name} must be one image of shape (H, W, 3), got a batch of shape {arr.shape}; "
+                         f"pass {name}[i]")
+    arr = require_ndarray(name, arr, ndim=3)
+    return _check_rgb_values(name, arr)
+
+
+def require_maps(name: str, maps: Any, X: np.ndarray, images_name: str = "X") -> np.ndarray:
+    """One 2-D map per image, (N, H, W), matching the images' count and size."""
+    arr = to_numpy(name, maps)
+    if isinstance(arr, np.ndarray) and arr.ndim == 4:
+        raise ValueError(
+            f"{name} must be (N, H, W): one 2-D map per image, got shape {arr.shape}. "
+            "Reduce the colour channels to one map per image first."
+        )
+    arr = require_real_array(name, arr, ndim=3)
+    if arr.shape[0] != X.shape[0]:
+        raise ValueError(f"{name} has {arr.shape[0]} maps but {images_name} has {X.shape[0]} images; "
+                         "the counts must match")
+    if arr.shape[1:] != X.shape[1:3]:
+        raise ValueError(f"{name} maps are {arr.shape[1]}x{arr.shape[2]} but the images in {images_name} are "
+                         f"{X.shape[1]}x{X.shape[2]}; each map must have its image's height and width")
+    return arr
+
+
+def require_range(name: str, value: Any) -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite numbers with ``low < high``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (low, high) of numbers, got {describe(value)}")
+    low = float(require_number(f"{name}[0]", value[0]))
+    high = float(require_number(f"{name}[1]", value[1]))
+    if not low < high:
+        raise ValueError(f"{name} must have low < high, got ({low}, {high})")
+    return low, high

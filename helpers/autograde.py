@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ._validation import describe, require_number
+from ._validation import describe, require_number, to_numpy
 from .checks import TOLERANCE, assert_matches_reference, compare_arrays
 
 RECORD_ENV = "SALIENCY_RECORD_REFERENCES"
@@ -67,10 +67,7 @@ def serialise(value: Any, folder: Path, name: str) -> None:
     if isinstance(value, torch.Tensor):
         meta.update(kind="torch", dtype=str(value.dtype), shape=list(value.shape),
                     requires_grad=bool(value.requires_grad))
-        array = value.detach().to("cpu")
-        if array.dtype == torch.bfloat16:
-            array = array.float()
-        array = array.numpy()
+        array = to_numpy("value", value, keep_float16=True)
     elif isinstance(value, np.ndarray):
         meta.update(kind="numpy", dtype=str(value.dtype), shape=list(value.shape))
         array = value
@@ -231,7 +228,7 @@ class HiddenChecks:
         """Save the solution's value, its declared mistakes and how to judge them."""
         if not isinstance(mistakes, Mapping):
             raise TypeError(f"mistakes() must return a dict {{key: (array, message)}}, got {describe(mistakes)}")
-        reference = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        reference = to_numpy("value", value, array_like=True)
         messages = {}
         for key, entry in mistakes.items():
             if not isinstance(key, str) or not _NAME.match(key):
@@ -239,7 +236,7 @@ class HiddenChecks:
             if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[1], str) or not entry[1]:
                 raise TypeError(f"mistake {key!r} must be a tuple (wrong_answer, feedback message), "
                                 f"got {describe(entry)}")
-            wrong = np.asarray(entry[0].detach().cpu() if isinstance(entry[0], torch.Tensor) else entry[0])
+            wrong = to_numpy(f"mistake {key!r}", entry[0], array_like=True)
             if wrong.shape == reference.shape and compare_arrays(wrong, reference, tolerance=tolerance, expect="any").passed:
                 # On these inputs the mistake gives the right answer (say, every image is classified
                 # correctly): it cannot be told apart, so it is not used.

@@ -56,7 +56,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ._validation import describe, require_choice, require_flag, require_number, to_numpy
+from ._validation import (describe, require_choice, require_flag, require_ndarray, require_number, require_real_array, require_text,
+                          to_numpy)
 
 __all__ = [
     "TOLERANCE", "NUM_CHANNELS",
@@ -169,11 +170,9 @@ def compare_arrays(student: Any, reference: np.ndarray, *, name: str = "your res
         negative or not finite, or if a known mistake does not have the reference's shape.
     """
     reference = _check_reference("reference", reference)
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {describe(name)}")
+    require_text("name", name, optional=False)
     tolerance = float(require_number("tolerance", tolerance, low=0))
-    if not isinstance(per_image, (bool, np.bool_)):
-        raise TypeError(f"per_image must be a bool, got {describe(per_image)}")
+    require_flag("per_image", per_image)
     require_choice("expect", expect, _EXPECT_CHOICES)
     mistakes = _check_known_mistakes(known_mistakes, reference)
     grouped = bool(per_image) and reference.ndim >= 3
@@ -237,8 +236,7 @@ def check_shape(value: Any, expected_shape: Sequence[int | None], name: str = "y
     TypeError
         If ``expected_shape`` is not a sequence of non-negative ints (or None).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {describe(name)}")
+    require_text("name", name, optional=False)
     if isinstance(expected_shape, (str, bytes)) or not isinstance(expected_shape, Sequence):
         raise TypeError(f"expected_shape must be a tuple of ints, got {describe(expected_shape)}")
     expected = tuple(expected_shape)
@@ -291,15 +289,7 @@ def check_close(student: Any, expected: Any, name: str = "your result", toleranc
     TypeError
         If ``expected`` is not numeric.
     """
-    if isinstance(expected, torch.Tensor):
-        expected = expected.detach().cpu().numpy()
-    if not isinstance(expected, np.ndarray):
-        if expected is None or isinstance(expected, (str, bytes)):
-            raise TypeError(f"expected must be a number or an array of numbers, got {describe(expected)}")
-        try:
-            expected = np.asarray(expected)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"expected must be a number or an array of numbers, got {describe(expected)}") from err
+    expected = to_numpy("expected", expected, array_like=True)
     assert_matches_reference(student, expected, name=name, tolerance=tolerance, expect="any")
 
 
@@ -308,15 +298,9 @@ def check_close(student: Any, expected: Any, name: str = "your result", toleranc
 # --------------------------------------------------------------------------- #
 
 def _check_reference(arg: str, reference: Any) -> np.ndarray:
-    if not isinstance(reference, np.ndarray):
-        raise TypeError(f"{arg} must be a numpy array, got {describe(reference)}")
-    if reference.size == 0:
-        raise ValueError(f"{arg} must not be empty, got shape {reference.shape}")
-    if reference.dtype.kind not in "biuf":
-        raise ValueError(f"{arg} must hold real numbers, got dtype {reference.dtype}")
-    if reference.dtype.kind == "f" and not np.isfinite(reference).all():
-        raise ValueError(f"{arg} must be finite, got {int((~np.isfinite(reference)).sum())} NaN or infinite values")
-    return reference
+    """A non-empty numpy array of real, finite numbers (booleans count as 0/1)."""
+    reference = require_ndarray(arg, reference)
+    return reference if reference.dtype == np.bool_ else require_real_array(arg, reference)
 
 
 def _check_known_mistakes(known: Any, reference: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
@@ -350,10 +334,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _tensor_to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
-    shown = str(t.dtype)
-    if t.dtype == torch.float16:
-        return t.detach().cpu().numpy(), shown   # numpy holds float16: keep it, the dtype check names it
-    return to_numpy("value", t), shown
+    # numpy holds float16: keep it, the dtype check names it (bfloat16 arrives as float32; shown names it)
+    return to_numpy("value", t, keep_float16=True), str(t.dtype)
 
 
 def _compare_any(student: Any, reference: np.ndarray, *, name: str, expect: str, core) -> Verdict:

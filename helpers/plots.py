@@ -42,10 +42,9 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
-from PIL import Image
 
-from ._validation import (describe, require_choice, require_flag, require_labels, require_ndarray, require_number,
-                          require_real_array, require_text, to_numpy)
+from ._validation import (describe, require_choice, require_flag, require_image, require_images, require_labels,
+                          require_maps, require_number, require_range, require_real_array, require_text, to_numpy)
 from .data import class_name
 
 __all__ = [
@@ -69,70 +68,6 @@ _PANEL_INCHES = 2.4      # width and height of one image panel
 _TITLE_WIDTH = 18        # characters per line of a panel title
 _TITLE_FONTSIZE = 10
 _ROW_LABEL_FONTSIZE = 11
-
-
-# --------------------------------------------------------------------------- #
-# Validation and conversion
-# --------------------------------------------------------------------------- #
-
-def _check_rgb_values(name: str, arr: np.ndarray) -> np.ndarray:
-    """Check the dtype and value range of channels-last RGB image data."""
-    if arr.shape[-1] != 3:
-        hint = ""
-        if arr.ndim >= 3 and arr.shape[-3] == 3:
-            hint = (" It looks channels-first (3, H, W): transpose it to (H, W, 3), or for a "
-                    "preprocessed tensor use np.asarray(helpers.images.deprocess(x)).")
-        raise ValueError(f"{name} must be RGB with channels last (..., H, W, 3), got shape {arr.shape}.{hint}")
-    if arr.dtype == np.uint8:
-        return arr
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name} must be uint8 (0..255) or float (0..1), got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, but it holds NaN or infinite values")
-    low, high = float(arr.min()), float(arr.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"{name} holds floats in [{low:.3g}, {high:.3g}], but float images must lie in [0, 1]. "
-            "Pass uint8 images, divide by 255, or use np.asarray(helpers.images.deprocess(x)) "
-            "for a preprocessed tensor."
-        )
-    return arr
-
-
-def _require_images(name: str, X: Any) -> np.ndarray:
-    """A batch of RGB images (N, H, W, 3), uint8 or float in [0, 1]."""
-    arr = require_ndarray(name, to_numpy(name, X), ndim=4)
-    return _check_rgb_values(name, arr)
-
-
-def _require_image(name: str, image: Any) -> np.ndarray:
-    """One RGB image (H, W, 3), uint8 or float in [0, 1], or a PIL image."""
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    arr = to_numpy(name, image)
-    if isinstance(arr, np.ndarray) and arr.ndim == 4:
-        raise ValueError(f"{name} must be one image of shape (H, W, 3), got a batch of shape {arr.shape}; "
-                         f"pass {name}[i]")
-    arr = require_ndarray(name, arr, ndim=3)
-    return _check_rgb_values(name, arr)
-
-
-def _require_maps(name: str, maps: Any, X: np.ndarray, images_name: str = "X") -> np.ndarray:
-    """One 2-D map per image, (N, H, W), matching the images' count and size."""
-    arr = to_numpy(name, maps)
-    if isinstance(arr, np.ndarray) and arr.ndim == 4:
-        raise ValueError(
-            f"{name} must be (N, H, W): one 2-D map per image, got shape {arr.shape}. "
-            "Reduce the colour channels to one map per image first."
-        )
-    arr = require_real_array(name, arr, ndim=3)
-    if arr.shape[0] != X.shape[0]:
-        raise ValueError(f"{name} has {arr.shape[0]} maps but {images_name} has {X.shape[0]} images; "
-                         "the counts must match")
-    if arr.shape[1:] != X.shape[1:3]:
-        raise ValueError(f"{name} maps are {arr.shape[1]}x{arr.shape[2]} but the images in {images_name} are "
-                         f"{X.shape[1]}x{X.shape[2]}; each map must have its image's height and width")
-    return arr
 
 
 def _require_class_names(class_names: Any) -> dict[int, str] | None:
@@ -287,7 +222,7 @@ def show_images(X: np.ndarray | torch.Tensor, labels: Any = None, class_names: d
         If ``X`` is empty, not (N, H, W, 3) or outside [0, 1] as floats; if the
         number of labels or titles differs from N, or labels are not in 0..999.
     """
-    X = _require_images("X", X)
+    X = require_images("X", X)
     n = X.shape[0]
     panel_titles = _titles_for(n, labels, class_names, titles)
     title = require_text("title", title)
@@ -363,7 +298,7 @@ def show_image_and_map(image: np.ndarray | torch.Tensor, saliency_map: np.ndarra
         For a wrong shape, a map whose size differs from the image's, a
         non-finite map, an unknown colour map, or a label outside 0..999.
     """
-    image = _require_image("image", image)
+    image = require_image("image", image)
     m = to_numpy("saliency_map", saliency_map)
     if isinstance(m, np.ndarray) and m.ndim == 3 and m.shape[0] != 3:
         raise ValueError(f"saliency_map must be (H, W) or (3, H, W) with channels first, got shape {m.shape}")
@@ -444,8 +379,8 @@ def show_saliency_grid(X: np.ndarray | torch.Tensor, maps: np.ndarray | torch.Te
         images and maps differ, maps are not finite, labels are not in 0..999,
         or ``cmap`` is unknown.
     """
-    X = _require_images("X", X)
-    maps = _require_maps("maps", maps, X)
+    X = require_images("X", X)
+    maps = require_maps("maps", maps, X)
     cmap_obj, diverging = _resolve_cmap(cmap)
     same_scale = require_flag("same_scale", same_scale)
     map_title = require_text("map_title", map_title, optional=False)
@@ -503,9 +438,9 @@ def show_smoothgrad_comparison(X: np.ndarray | torch.Tensor, smoothgrad_maps: np
         images and maps differ, maps are not finite, labels are not in 0..999,
         or ``cmap`` is unknown.
     """
-    X = _require_images("X", X)
-    smooth = _require_maps("smoothgrad_maps", smoothgrad_maps, X)
-    vanilla = _require_maps("vanilla_maps", vanilla_maps, X)
+    X = require_images("X", X)
+    smooth = require_maps("smoothgrad_maps", smoothgrad_maps, X)
+    vanilla = require_maps("vanilla_maps", vanilla_maps, X)
     cmap_obj, diverging = _resolve_cmap(cmap)
     same_scale = require_flag("same_scale", same_scale)
     title = require_text("title", title)
@@ -585,7 +520,7 @@ def show_map_table(maps: np.ndarray | torch.Tensor, *, images: np.ndarray | torc
     arr = require_real_array("maps", maps, ndim=4)
     rows, cols = arr.shape[:2]
     if images is not None:
-        images = _require_images("images", images)
+        images = require_images("images", images)
         if images.shape[0] != rows:
             raise ValueError(f"images has {images.shape[0]} images but maps has {rows} rows; one image per row")
     cmap_obj, diverging = _resolve_cmap(cmap)
@@ -624,16 +559,6 @@ def show_map_table(maps: np.ndarray | torch.Tensor, *, images: np.ndarray | torc
     if title:
         fig.suptitle(title)
     return fig
-
-
-def _require_range(name: str, value: Any) -> tuple[float, float]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{name} must be a pair (low, high) of numbers, got {describe(value)}")
-    low = float(require_number(f"{name}[0]", value[0]))
-    high = float(require_number(f"{name}[1]", value[1]))
-    if not low < high:
-        raise ValueError(f"{name} must have low < high, got ({low}, {high})")
-    return low, high
 
 
 def _draw_histogram(ax: Axes, values: np.ndarray, bins: int, lo: float, hi: float, color: str) -> None:
@@ -708,14 +633,14 @@ def plot_score_histograms(raw_scores: np.ndarray | torch.Tensor, maxabs_scores: 
     require_choice("limits", limits, ("lab", "auto"))
     title = require_text("title", title)
     if raw_range is not None:
-        raw_range = _require_range("raw_range", raw_range)
+        raw_range = require_range("raw_range", raw_range)
     elif limits == "lab":
         raw_range = LAB_RAW_RANGE
     else:
         top = float(np.percentile(np.abs(raw), 99.5)) or float(np.abs(raw).max()) or 1.0
         raw_range = (-top, top)
     if maxabs_range is not None:
-        maxabs_range = _require_range("maxabs_range", maxabs_range)
+        maxabs_range = require_range("maxabs_range", maxabs_range)
     elif limits == "lab":
         maxabs_range = LAB_MAXABS_RANGE
     else:

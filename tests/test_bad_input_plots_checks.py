@@ -108,7 +108,7 @@ CASES = [
     ("compare-expect", lambda: compare_arrays(REF, REF, expect="pandas"), ValueError,
      r"^expect must be one of .* got 'pandas'"),
     ("compare-per_image-str", lambda: compare_arrays(REF, REF, per_image="yes"), TypeError,
-     r"^per_image must be a bool, got a str"),
+     r"^per_image must be True or False, got a str"),
     ("compare-reference-list", lambda: compare_arrays(REF, [1, 2]), TypeError, r"^reference must be a numpy array"),
     ("compare-reference-nan", lambda: compare_arrays(REF, np.array([np.nan])), ValueError,
      r"^reference must be finite"),

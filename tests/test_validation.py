@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers._validation import (NUM_IMAGENET_CLASSES, describe, require_choice, require_labels,
-                                 require_ndarray, require_number, require_rng, require_tensor)
+from helpers._validation import (NUM_IMAGENET_CLASSES, describe, require_choice, require_image, require_images,
+                                 require_labels, require_maps, require_ndarray, require_number, require_range,
+                                 require_rng, require_tensor, to_numpy)
 
 
 # --------------------------------------------------------------------------- describe
@@ -195,3 +196,61 @@ def test_require_rng_accepts_duck_typed_generators():
 def test_require_rng_rejects_negative_seed_naming_the_argument():
     with pytest.raises(ValueError, match=r"^rng must be a non-negative int seed, got -1"):
         require_rng("rng", -1)
+
+
+# --------------------------------------------------------------------------- to_numpy: the one conversion
+
+def test_to_numpy_detaches_and_moves_tensors_and_returns_arrays_as_they_are():
+    t = torch.ones(2, 3, requires_grad=True) * 2
+    out = to_numpy("x", t)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and (out == 2).all()
+    arr = np.zeros(3)
+    assert to_numpy("x", arr) is arr
+
+
+def test_to_numpy_half_precision():
+    assert to_numpy("x", torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
+    assert to_numpy("x", torch.ones(2, dtype=torch.float16)).dtype == np.float32
+    assert to_numpy("x", torch.ones(2, dtype=torch.float16), keep_float16=True).dtype == np.float16
+    assert to_numpy("x", torch.ones(2, dtype=torch.bfloat16), keep_float16=True).dtype == np.float32
+
+
+def test_to_numpy_array_likes_only_when_asked():
+    with pytest.raises(TypeError, match="^x must be a numpy array or a torch.Tensor, got a list"):
+        to_numpy("x", [1.0, 2.0])
+    assert to_numpy("x", [1.0, 2.0], array_like=True).tolist() == [1.0, 2.0]
+    assert to_numpy("x", 3, array_like=True).shape == ()
+    for bad in (None, "abc", b"abc"):
+        with pytest.raises(TypeError, match="^x must be a number or an array of numbers"):
+            to_numpy("x", bad, array_like=True)
+
+
+# --------------------------------------------------------------------------- images, maps, ranges
+
+def test_require_images_and_image_accept_uint8_and_unit_floats():
+    X = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    assert require_images("X", X) is X
+    assert require_image("image", np.full((4, 4, 3), 0.5)).shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="channels-first"):
+        require_images("X", np.zeros((2, 3, 4, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"X holds floats in \[0, 2\]"):
+        require_images("X", np.full((1, 2, 2, 3), 2.0))
+    with pytest.raises(ValueError, match=r"pass image\[i\]"):
+        require_image("image", X)
+
+
+def test_require_maps_match_the_images():
+    X = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    assert require_maps("maps", torch.zeros(2, 4, 4), X).shape == (2, 4, 4)
+    with pytest.raises(ValueError, match="maps has 3 maps but X has 2 images"):
+        require_maps("maps", np.zeros((3, 4, 4)), X)
+    with pytest.raises(ValueError, match="Reduce the colour channels"):
+        require_maps("maps", np.zeros((2, 3, 4, 4)), X)
+
+
+def test_require_range():
+    assert require_range("r", (0, 1)) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="r must have low < high"):
+        require_range("r", [1, 1])
+    with pytest.raises(TypeError, match=r"r must be a pair \(low, high\)"):
+        require_range("r", "01")
