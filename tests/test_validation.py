@@ -233,7 +233,7 @@ def test_require_images_and_image_accept_uint8_and_unit_floats():
     assert require_image("image", np.full((4, 4, 3), 0.5)).shape == (4, 4, 3)
     with pytest.raises(ValueError, match="channels-first"):
         require_images("X", np.zeros((2, 3, 4, 4), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"X holds floats in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"X holds floats in \[2, 2\], but float images must lie in \[0, 1\]"):
         require_images("X", np.full((1, 2, 2, 3), 2.0))
     with pytest.raises(ValueError, match=r"pass image\[i\]"):
         require_image("image", X)
