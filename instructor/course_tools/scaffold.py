@@ -80,7 +80,7 @@ EXAMPLE_TEST = '''# Tests for correct_class_probability (read-only).
 ### BEGIN HIDDEN TESTS
 Xc, yc = X_t[:6], y_t[:6]
 checks.compare("probability", correct_class_probability(Xc, yc, model), cell="test_correct_class_probability",
-               expect="torch",
+               expect="torch",  # tolerance=... here would replace the course's helpers.checks.TOLERANCE
                mistakes=lambda: {"scores_not_probabilities": (
                    model(Xc).gather(1, yc.view(-1, 1)).squeeze(1),
                    "these are the class scores (logits), not probabilities: apply torch.softmax(scores, dim=1) "
