@@ -4,7 +4,9 @@ Every method here explains the score of one class per image with respect to
 the model's *input*: float tensors of shape (N, 3, H, W), already normalised
 (:func:`helpers.images.preprocess_batch`). They return attributions of the
 same shape, one number per input value, and :func:`reduce_channels` turns
-them into the 2-D maps the labs plot.
+them into the 2-D maps the labs plot. Each gradient they need comes from
+:func:`beyond.gradients.class_score_gradients`, in chunks of ``chunk_size``
+inputs per forward/backward pass.
 
 * :func:`vanilla_gradient` - the lab's gradient of the class score.
 * :func:`gradient_times_input` - gradient times input (Shrikumar et al., 2016).
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from beyond.gradients import class_score_gradients
 from helpers._validation import (describe, require_choice, require_finite_tensor, require_model, require_number,
                                  require_tensor)
 
@@ -81,22 +84,6 @@ def _chunk(chunk_size: Any) -> int:
     return int(require_number("chunk_size", chunk_size, low=1, integer=True))
 
 
-def _gradients(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, chunk: int) -> torch.Tensor:
-    """d score[target] / d x, row by row in chunks; float32 like the input, parameters untouched."""
-    out = torch.empty_like(x)
-    for a in range(0, x.shape[0], chunk):
-        part = x[a:a + chunk].detach().requires_grad_(True)
-        with torch.enable_grad():
-            scores = model(part)
-            if target.max() >= scores.shape[1]:
-                raise ValueError(f"target holds class {int(target.max())} but the model has {scores.shape[1]} "
-                                 "classes")
-            picked = scores.gather(1, target[a:a + chunk].view(-1, 1)).sum()
-            (grad,) = torch.autograd.grad(picked, part)
-        out[a:a + chunk] = grad
-    return out
-
-
 def vanilla_gradient(inputs: torch.Tensor, target: torch.Tensor, model: torch.nn.Module,
                      chunk_size: int | None = None) -> torch.Tensor:
     """The gradient of each image's ``target`` score with respect to its input.
@@ -118,7 +105,7 @@ def vanilla_gradient(inputs: torch.Tensor, target: torch.Tensor, model: torch.nn
         Attributions (N, 3, H, W), detached, on the inputs' device.
     """
     inputs, target = _check_inputs(inputs, target, model)
-    return _gradients(model, inputs, target, _chunk(chunk_size))
+    return class_score_gradients(model, inputs, target, chunk_size=_chunk(chunk_size))
 
 
 def gradient_times_input(inputs: torch.Tensor, target: torch.Tensor, model: torch.nn.Module,
@@ -140,7 +127,7 @@ def gradient_times_input(inputs: torch.Tensor, target: torch.Tensor, model: torc
         Attributions (N, 3, H, W).
     """
     inputs, target = _check_inputs(inputs, target, model)
-    return _gradients(model, inputs, target, _chunk(chunk_size)) * inputs.detach()
+    return class_score_gradients(model, inputs, target, chunk_size=_chunk(chunk_size)) * inputs.detach()
 
 
 def noise_sigma(inputs: torch.Tensor, noise_level: float) -> float:
@@ -224,7 +211,7 @@ def noise_tunnel(inputs: torch.Tensor, target: torch.Tensor, model: torch.nn.Mod
         else:
             e = torch.randn((stop - start, *inputs.shape[1:]), generator=generator,
                             device=inputs.device, dtype=inputs.dtype).mul_(float(sigma))
-        g = _gradients(model, inputs.detach()[image] + e, target[image], stop - start).double()
+        g = class_score_gradients(model, inputs.detach()[image] + e, target[image]).double()
         total.index_add_(0, image, g)
         total_sq.index_add_(0, image, g * g)
     mean = total / n
@@ -314,7 +301,7 @@ def integrated_gradients(inputs: torch.Tensor, target: torch.Tensor, model: torc
         for s in range(0, len(alphas), per_chunk):
             a = alpha_t[s:s + per_chunk].view(-1, 1, 1, 1)
             path = base[i:i + 1] + a * delta[i:i + 1]
-            g = _gradients(model, path, target[i:i + 1].expand(path.shape[0]), path.shape[0])
+            g = class_score_gradients(model, path, target[i:i + 1].expand(path.shape[0]))
             total[i] += (g.double() * weight_t[s:s + per_chunk].view(-1, 1, 1, 1)).sum(dim=0)
     return (total * delta.double()).float()
 

@@ -11,7 +11,8 @@ the largest absolute gradient over the colour channels; the map of image
 by image, sample by sample, from one generator), so for the same seed the
 noisy images are the homework's. Only the convolutions run on ``chunk``
 copies at once: the copies do not interact, so one backward pass of their
-summed scores gives each copy its own gradient. Batched convolutions sum in
+summed scores gives each copy its own gradient
+(:func:`beyond.gradients.class_score_gradients`). Batched convolutions sum in
 another order than single ones, so the maps agree with the one-image loop to
 about 1e-6 of each map's maximum on most pixels (``tests/test_beyond_smoothgrad.py``).
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from beyond.gradients import class_score_gradients
 from helpers._validation import describe, require_labels, require_ndarray, require_number, require_rng
 from helpers.images import add_noise, preprocess_batch
 
@@ -36,16 +38,6 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
     return torch.device("cpu")
-
-
-def _max_abs_gradients(model: torch.nn.Module, noisy: np.ndarray, labels: np.ndarray,
-                       device: torch.device) -> torch.Tensor:
-    """Max-abs input-gradient maps of a batch of uint8 images, shape (k, H, W)."""
-    x = preprocess_batch(noisy, device).requires_grad_(True)
-    scores = model(x)
-    picked = scores.gather(1, torch.as_tensor(labels, device=scores.device).long()[:, None])
-    picked.sum().backward()
-    return x.grad.abs().amax(dim=1).detach()
 
 
 def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50, noise_pct: float = 0.1,
@@ -96,7 +88,8 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
         for start in range(0, int(n), int(chunk)):
             count = min(int(chunk), int(n) - start)
             noisy = np.stack([add_noise(image, noise_pct, rng) for _ in range(count)])
-            sample_maps = _max_abs_gradients(model, noisy, np.full(count, label), device).sum(dim=0)
+            grad = class_score_gradients(model, preprocess_batch(noisy, device), int(label))
+            sample_maps = grad.abs().amax(dim=1).sum(dim=0)  # the max-abs maps of the chunk, added up
             total = sample_maps if total is None else total + sample_maps
         maps.append((total / int(n)).cpu().numpy())
     return np.stack(maps).astype(np.float32, copy=False)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ import torch
 from PIL import Image
 from torch.func import functional_call
 
+from beyond.gradients import class_score_gradients
 from helpers._validation import (
     describe, require_labels, require_model, require_ndarray, require_number, require_rng,
 )
@@ -130,7 +132,9 @@ def smoothgrad_loop(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int
     This is the reference (ground truth and benchmark baseline) for
     :func:`smoothgrad`: for each image in order and each sample,
     :func:`helpers.images.add_noise`, PIL, :func:`helpers.images.preprocess`,
-    forward, ``backward`` of the true class score, and the channel-wise
+    the gradient of the true class score with respect to that one image
+    (forward and backward, through the shared
+    :func:`beyond.gradients.class_score_gradients`), and the channel-wise
     maximum of the absolute input gradient; the map is the mean of the ``n``
     sample maps.
 
@@ -141,8 +145,8 @@ def smoothgrad_loop(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int
     y : numpy.ndarray
         Integer labels (N,) in 0..999; the class whose score is explained.
     model : torch.nn.Module
-        The classifier (its parameters should not require gradients); it
-        runs on the device its parameters are on.
+        The classifier; it runs on the device its parameters are on (and
+        its parameters get no gradients).
     n : int, default 50
         Number of noisy samples per image, >= 1.
     noise_pct : float, default 0.1
@@ -169,10 +173,8 @@ def smoothgrad_loop(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int
         for _ in range(n):
             noisy = add_noise(X[i], noise_pct, rng)
             x = preprocess(Image.fromarray(noisy)).to(device)
-            x.requires_grad_(True)
-            scores = model(x)
-            scores[0, int(labels[i])].backward()
-            sample = x.grad.abs().max(dim=1)[0][0]
+            grad = class_score_gradients(model, x, int(labels[i]))
+            sample = grad.abs().max(dim=1)[0][0]
             total = sample if total is None else total + sample
         maps.append((total / n).detach().cpu().numpy())
     return np.stack(maps).astype(np.float32, copy=False)
@@ -295,8 +297,8 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     sample-minor) in chunks of ``chunk_size``; a chunk may span two or more
     images. Each chunk is made noisy, normalised like
     :func:`helpers.images.preprocess_batch`, run forward and backward
-    (``torch.autograd.grad`` of the sum of the gathered true-class scores with
-    respect to the input only; no parameter gradients), reduced to
+    (:func:`beyond.gradients.class_score_gradients` of the true-class scores
+    with respect to the input only; no parameter gradients), reduced to
     ``abs().amax(channel)`` and added to per-image float64 sums, which are
     divided by ``n`` at the end.
 
@@ -390,7 +392,7 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
 
     state = {name: place(p.detach()) for name, p in model.named_parameters()}
     state.update({name: b.to(dev) for name, b in model.named_buffers()})
-    labels_t = torch.from_numpy(labels).to(dev)
+    forward = partial(functional_call, model, state)  # forward(x): the model with the weights of state
     mean = torch.as_tensor(IMAGENET_MEAN, device=dev)[:, None, None]
     std = torch.as_tensor(IMAGENET_STD, device=dev)[:, None, None]
     sums = torch.zeros((num, _SIZE, _SIZE), dtype=torch.float64, device=dev)
@@ -417,7 +419,6 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
     try:
         for start, stop in bounds:
             k = stop - start
-            owner = (torch.arange(start, stop) // n).to(dev)  # image of each noisy copy
             if noise_on_device:
                 z = torch.randn((k, _SIZE, _SIZE, 3), generator=generator, device=dev, dtype=torch.float32)
             else:
@@ -438,12 +439,9 @@ def smoothgrad(X: np.ndarray, y: np.ndarray, model: torch.nn.Module, n: int = 50
             x = noisy.permute(0, 3, 1, 2).to(torch.float32).div_(255).sub_(mean).div_(std)
             x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             del noisy
-            x.requires_grad_(True)
-            with torch.enable_grad():
-                scores = functional_call(model, state, (x,))
-                picked = scores.gather(1, labels_t[owner].view(-1, 1)).sum()
-                (grad,) = torch.autograd.grad(picked, x)
-            del scores, picked, x
+            # each copy's class, given on the CPU: checked there, then copied to the device once
+            grad = class_score_gradients(forward, x, labels[np.arange(start, stop) // n])
+            del x
             # max over channels of |grad|, without reducing over the innermost (channel) axis
             maps = torch.maximum(grad[:, 0].abs(), grad[:, 1].abs())
             maps = torch.maximum(maps, grad[:, 2].abs(), out=maps)
