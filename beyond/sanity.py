@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from helpers._validation import describe, require_model, require_ndarray, require_number, require_real_array
+from helpers._validation import describe, require_ndarray, require_number, require_real_array
 
 __all__ = [
     "randomization_blocks", "cascading_randomization", "spearman", "ssim", "map_similarity",
