@@ -22,7 +22,6 @@ It answers the homework, so students receive it only with
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
