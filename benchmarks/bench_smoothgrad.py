@@ -339,7 +339,7 @@ RUNNERS: dict[str, Callable[[Problem], np.ndarray]] = {
     "pair": run_pair, "batched_nchw": run_batched_nchw,
     "batched_device_noise_nchw": run_batched_device_noise_nchw,
 }
-NEEDS = {"captum": "captum", "captum_channels_last": "captum", "pair": "saliency"}
+NEEDS = {"captum": "captum", "captum_channels_last": "captum", "captum_batch_n": "captum", "pair": "saliency"}
 
 
 def available_methods(requested: list[str]) -> tuple[list[str], list[str]]:
