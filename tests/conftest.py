@@ -143,8 +143,8 @@ def untrained_references(data_file, untrained_model) -> Path:
 
 
 def make_course_copy(folder: Path, references: Path) -> Path:
-    """A temporary course made from the real one: settings, ``source/``, the student versions (``course
-    release``) and a copy of ``references`` (the set made from this very ``source/``)."""
+    """A temporary course made from the real one: settings, ``source/``, the example students of ``demo/``, the
+    student versions (``course release``) and a copy of ``references`` (the set made from this very ``source/``)."""
     import shutil
     import subprocess
     import sys
@@ -154,6 +154,7 @@ def make_course_copy(folder: Path, references: Path) -> Path:
         shutil.copy2(ROOT / name, folder)
     shutil.copytree(ROOT / "source", folder / "source",
                     ignore=shutil.ignore_patterns("*.png", "*.pdf", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "demo", folder / "demo")
     (folder / "release").mkdir(exist_ok=True)
     shutil.copytree(references, folder / "references" / references.name)
     result = subprocess.run([sys.executable, "-m", "course_tools", "release"], cwd=folder, capture_output=True,

@@ -5,8 +5,8 @@ of ``helpers`` or ``course_tools`` (checked). They grade small classes end to en
 ``slow`` (about 1.5 and 3 minutes on 2 cores):
 
 * a new assignment (``course new``) whose example exercise the instructor replaces, in the notebook only,
-  by a gradient x input exercise with one declared mistake: built, then a correct, a wrong and a blank
-  submission graded;
+  by a gradient x input exercise with one declared mistake, and whose example student (``demo/``) by one
+  who makes that mistake: built, then a correct, a wrong and a blank submission graded;
 * the lab's demo class (the solutions, an untouched release and one typical mistake of notebooks 02 and
   03) with ``[model] name = "resnet18"`` (untrained, as in CI): every score as with SqueezeNet. Only the
   lab: the homework's SmoothGrad runs hundreds of ResNet-18 passes, minutes on a 2-core CPU.
@@ -116,26 +116,35 @@ def _author_gradient_times_input(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def test_a_new_assignment_is_authored_built_and_graded_without_touching_the_packages(tmp_path):
-    from course_tools.demo_class import Scenario, write_submission
+# What the instructor writes into demo/attribution.toml for the new exercise: a student who makes its mistake.
+GXI_DEMO = """[gradient_only]
+[[gradient_only.answer]]
+cell = "gradient_times_input"
+replace = [["return X.grad * X.detach()", "return X.grad"]]
+"""
 
+
+def test_a_new_assignment_is_authored_built_and_graded_without_touching_the_packages(tmp_path):
     packages = _package_files()
     course = _empty_course(tmp_path)
     _run(["new", "attribution"], course)
     notebook = course / "source" / "attribution" / "01_attribution.ipynb"
+    demo = course / "demo" / "attribution.toml"
+    assert "[scores_not_probabilities_attribution]" in demo.read_text()
     _author_gradient_times_input(notebook)
     build_log = _run(["build"], course)
     assert "release/attribution: generated" in build_log
     release = (course / "release" / "attribution" / "01_attribution.ipynb").read_text()
     assert "gradient_only" not in release and "X.grad * X.detach()" not in release
 
-    _run(["demo-class", "--scenario", "solutions_attribution", "--scenario", "untouched_attribution"], course)
-    solution = next(c.source for c in nbformat.read(notebook, as_version=4).cells
-                    if c.metadata.get("nbgrader", {}).get("grade_id") == "gradient_times_input")
-    wrong = solution.replace("return X.grad * X.detach()", "return X.grad")
-    assert wrong != solution
-    write_submission(course, "gradient_only", Scenario("attribution", {notebook.name: {"gradient_times_input": (
-        "\n".join(line for line in wrong.splitlines() if "SOLUTION" not in line))}}))
+    # The example student still changes the example exercise, which is gone: demo-class names what to update.
+    stale = subprocess.run(COURSE + ["demo-class"], cwd=course, capture_output=True, text=True, timeout=300)
+    assert stale.returncode == 1 and not (course / "submitted").exists()
+    assert "demo/attribution.toml [scores_not_probabilities_attribution]" in stale.stderr
+    assert "'correct_class_probability'" in stale.stderr
+    demo.write_text(GXI_DEMO)
+    demo_log = _run(["demo-class"], course)
+    assert "wrote 3 demo submissions" in demo_log
     _run(["grade", "--jobs", "2"], course)
     results = _results(course)
     assert _scores(results["solutions_attribution"]) == {"test_gradient_times_input": 3.0}
@@ -167,6 +176,8 @@ def test_the_lab_demo_class_grades_the_same_with_resnet18(tmp_path):
     course = _empty_course(tmp_path, model="resnet18")
     shutil.copytree(ROOT / "source" / "lab", course / "source" / "lab",
                     ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+    (course / "demo").mkdir()
+    shutil.copy2(ROOT / "demo" / "lab.toml", course / "demo")
     _run(["build"], course)
     key = next((course / "references").iterdir()).name
     manifest = json.loads((course / "references" / key / "manifest.json").read_text())

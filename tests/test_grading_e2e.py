@@ -59,11 +59,12 @@ def graded(tmp_path_factory, untrained_references):
     course = make_course_copy(tmp_path_factory.mktemp("e2e") / "course", untrained_references)
     _run(["demo-class"], course)
     # A student who tries to read the references and the solutions, and to change the course's code.
-    from course_tools.demo_class import NB01, Scenario, solutions, write_submission
+    from course_tools.demo_class import Scenario, solutions, write_submission
 
+    nb01 = "01_data_and_model.ipynb"
     answer = SNOOPER.replace("COURSE_ROOT", repr(str(course))) + "if _leaks:\n    raise RuntimeError(f'sandbox leaked: {_leaks}')\n" + \
-        solutions(course, "lab")[NB01]["correct_class_scores"]
-    write_submission(course, "snooper", Scenario("lab", {NB01: {"correct_class_scores": answer}}, only=(NB01,)))
+        solutions(course, "lab")[nb01]["correct_class_scores"]
+    write_submission(course, "snooper", Scenario("lab", {nb01: {"correct_class_scores": answer}}, only=(nb01,)))
     grade_log = _run(["grade", "--jobs", "2", "--cell-timeout", "20"], course)
     report_log = _run(["report"], course)
     results = {}

@@ -10,9 +10,10 @@ import nbformat
 import pytest
 
 from course_tools import cli
+from course_tools.demo_class import DEMO_FOLDER
 from course_tools.publish import (
-    FAST_SMOOTHGRAD_NAMES, FORBIDDEN_TEXT, MANIFEST, PublishError, companion_schedule, fast_smoothgrad_lines,
-    leak_problems, publish,
+    FAST_SMOOTHGRAD_NAMES, FORBIDDEN_TEXT, INSTRUCTOR_NAMES, MANIFEST, PublishError, companion_schedule,
+    fast_smoothgrad_lines, leak_problems, publish,
     published_tree_problems, secret_lines,
 )
 
@@ -46,6 +47,12 @@ def test_the_student_tree_holds_what_students_need_and_nothing_else(published):
     requirements = (published / "requirements.txt").read_text()
     assert "torch==" in requirements and "-e ." in requirements
     assert "nbgrader" not in requirements and "instructor" not in requirements
+
+
+def test_the_example_students_stay_with_the_instructor(published):
+    """demo/ quotes the solutions (the typical mistakes are written as edits of them): never published."""
+    assert (ROOT / DEMO_FOLDER / "lab.toml").is_file() and DEMO_FOLDER in INSTRUCTOR_NAMES
+    assert not [f for f in _files(published) if DEMO_FOLDER in f.split("/")[:-1] or f.endswith("/lab.toml")]
 
 
 def test_the_student_readme_links_colab_binder_and_the_data(published):
@@ -215,6 +222,9 @@ PLANTS = {
     "gradebook": (lambda t: (t / "gradebook.db").write_bytes(b"SQLite"), "data, reference-array"),
     "source folder": (lambda t: (t / "source" / "lab").mkdir(parents=True)
                       or (t / "source" / "lab" / "x.txt").write_text("x"), "instructor's repository"),
+    "demo students": (lambda t: shutil.copytree(ROOT / "demo", t / "demo"), "instructor's repository"),
+    "demo students in a folder": (lambda t: shutil.copytree(ROOT / "demo", t / "lab" / "demo"),
+                                  "instructor's repository"),
     "instructor import": (lambda t: _plant_in_helpers(t, "from course_tools import smoothgrad"), "instructor package"),
     "instructor install": (lambda t: _plant_in_notebook(t, "!pip install saliency-course-instructor"),
                            "instructor package"),

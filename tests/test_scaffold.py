@@ -64,3 +64,41 @@ def test_without_course_toml_nothing_is_written(course):
     with pytest.raises(CourseError, match="course.toml is missing"):
         new_assignment(course, "extra")
     assert not (course / "source" / "extra").exists()
+    assert not (course / "demo" / "extra.toml").exists()
+
+
+def test_the_example_student_makes_the_mistake_the_hidden_check_declares(course):
+    """demo/<assignment>.toml's student hands in the example answer with the declared mistake: scores, not
+    probabilities (run here on a small stand-in network)."""
+    import torch
+
+    from course_tools.demo_class import read_demo_file, scenarios, solutions
+
+    new_assignment(course, "extra")
+    assert "extra.toml" in {p.name for p in (course / "demo").iterdir()}
+    (student, scenario), = read_demo_file(course, course / "demo" / "extra.toml").items()
+    assert student == "scores_not_probabilities_extra" and student in scenarios(course)
+    notebook = "05_extra.ipynb"
+    wrong, right = scenario.answers[notebook]["correct_class_probability"], \
+        solutions(course, "extra")[notebook]["correct_class_probability"]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    X, y = torch.randn(3, 3, 2, 2), torch.tensor([0, 4, 2])
+    values = {}
+    for name, code in (("wrong", wrong), ("right", right)):
+        namespace = {"torch": torch}
+        exec(compile(code, name, "exec"), namespace)
+        values[name] = namespace["correct_class_probability"](X, y, model).detach()
+    # The hidden check's declared mistake (scaffold.EXAMPLE_TEST): model(Xc).gather(1, yc.view(-1, 1)).squeeze(1)
+    declared = model(X).gather(1, y.view(-1, 1)).squeeze(1).detach()
+    assert torch.equal(values["wrong"], declared)
+    assert torch.allclose(values["right"], torch.softmax(model(X), dim=1).gather(1, y.view(-1, 1)).squeeze(1))
+    assert not torch.allclose(values["right"], declared)
+
+
+def test_an_earlier_demo_file_of_the_same_name_is_kept_and_nothing_written(course):
+    (course / "demo").mkdir()
+    (course / "demo" / "extra.toml").write_text("[mine]\n")
+    with pytest.raises(CourseError, match=r"demo/extra.toml exists already"):
+        new_assignment(course, "extra")
+    assert (course / "demo" / "extra.toml").read_text() == "[mine]\n" and not (course / "source" / "extra").exists()

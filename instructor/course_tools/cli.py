@@ -156,6 +156,12 @@ def cmd_check(root: Path, args: argparse.Namespace) -> int:
 
     for nb in released:
         problems += unprompted_answers(nb)
+    from .demo_class import DemoClassError, scenarios
+
+    try:
+        scenarios(root)   # the example students of demo/ still fit the solutions
+    except DemoClassError as err:
+        problems.append(str(err))
     for problem in problems:
         print(f"  {problem}")
     print("course check: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
@@ -246,10 +252,11 @@ def cmd_new(root: Path, args: argparse.Namespace) -> int:
 
     path = new_assignment(root, args.assignment, args.title)
     print(f"wrote {path.relative_to(root)}: a Colab cell, the read-only setup cell and one example exercise "
-          "(answer cell, visible tests, a hidden check with one declared mistake).")
-    print(f"Next: edit it in JupyterLab, then `course build`; try the grader with `course demo-class --scenario "
-          f"solutions_{args.assignment} --scenario untouched_{args.assignment}` and `course grade "
-          f"--assignment {args.assignment}`.")
+          "(answer cell, visible tests, a hidden check with one declared mistake), and "
+          f"demo/{args.assignment}.toml: an example student who makes that mistake.")
+    print(f"Next: edit it in JupyterLab, then `course build`; try the grader with `course demo-class` "
+          f"(solutions_{args.assignment}, untouched_{args.assignment} and the students of "
+          f"demo/{args.assignment}.toml) and `course grade --assignment {args.assignment}`.")
     return 0
 
 

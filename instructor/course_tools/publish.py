@@ -55,9 +55,11 @@ STUDENT_REQUIREMENTS = ("torch", "torchvision", "numpy", "scipy", "pillow", "mat
 #: Files that never belong in a student tree, by suffix: data, reference arrays, weights, databases.
 DATA_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".db", ".sqlite", ".ckpt", ".safetensors",
                  ".h5", ".onnx", ".bin")
-#: Folder or file names of the instructor's side of the course.
+#: Folder or file names of the instructor's side of the course (``demo``: the example students, which quote the
+#: solutions; see :mod:`course_tools.demo_class`).
 INSTRUCTOR_NAMES = ("source", "references", "submitted", "autograded", "feedback", "nbgrader_work", "instructor",
-                    "course_tools", "reports", "outputs", "gradebook.db", "nbgrader_config.py", "course.toml")
+                    "course_tools", "reports", "outputs", "gradebook.db", "nbgrader_config.py", "course.toml",
+                    "demo")
 #: Text that only the instructor's side may contain: (text, what it is).
 FORBIDDEN_TEXT = (
     ("BEGIN SOLUTION", "a solution marker"), ("END SOLUTION", "a solution marker"),

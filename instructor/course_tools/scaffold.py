@@ -9,8 +9,11 @@ of the notebooks already in ``source/``, so that the new assignment comes last),
   with visible tests and a hidden check that declares its expected type and one typical mistake with its
   feedback (``checks.compare(..., mistakes=lambda: {key: (wrong_answer, message)})``).
 
-It builds, releases and grades as written (``course build``, then ``course demo-class --scenario
-solutions_<assignment>`` and ``course grade``); replace the example with your own exercises.
+Beside it, ``demo/<assignment>.toml`` declares one example student who makes that mistake
+(``scores_not_probabilities_<assignment>``, see :mod:`course_tools.demo_class`).
+
+It builds, releases and grades as written (``course build``, then ``course demo-class`` and ``course
+grade``); replace the example with your own exercises, and the example student with your own typical mistakes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 
+from .demo_class import DEMO_FOLDER
 from .paths import ASSIGNMENT_NAME, CourseError, assignments, source_notebooks
 
 _NUMBER = re.compile(r"^(\d+)_")
@@ -93,6 +97,30 @@ assert bool(((p >= 0) & (p <= 1)).all()), "probabilities lie between 0 and 1: di
 print("Visible tests passed.")'''
 
 
+#: The example exercise's answer cell and the edit that makes its declared mistake (scores, not probabilities).
+EXAMPLE_ANSWER_CELL = "correct_class_probability"
+EXAMPLE_MISTAKE = ("torch.softmax(model(X), dim=1)", "model(X)")
+
+
+def demo_declaration(assignment: str) -> str:
+    """``demo/<assignment>.toml``: one example student who makes the example exercise's declared mistake."""
+    student = f"scores_not_probabilities_{assignment}"
+    old, new = EXAMPLE_MISTAKE
+    return f'''# Example students of the assignment {assignment} for `course demo-class`, besides
+# solutions_{assignment} and untouched_{assignment} (every assignment has those). One table per student: how their
+# notebooks differ from the solutions in source/{assignment}/ (keys: instructor/course_tools/demo_class.py).
+# Declare here the typical mistakes your hidden checks name, and check their feedback with `course demo-class`
+# and `course grade`. Keep this folder private: its fragments quote the solutions (`course publish` never
+# ships it).
+
+# The example exercise's declared mistake: the class scores instead of probabilities.
+[{student}]
+[[{student}.answer]]
+cell = "{EXAMPLE_ANSWER_CELL}"
+replace = [["{old}", "{new}"]]
+'''
+
+
 def scaffold_notebook(assignment: str, notebook: str, title: str) -> nbformat.NotebookNode:
     """The new assignment's source notebook (without its Colab cell, which :func:`new_assignment` adds)."""
     nb = nbformat.v4.new_notebook()
@@ -120,7 +148,9 @@ def scaffold_notebook(assignment: str, notebook: str, title: str) -> nbformat.No
 
 
 def new_assignment(root: Path, assignment: str, title: str | None = None) -> Path:
-    """Write ``source/<assignment>/<NN>_<assignment>.ipynb`` from the course's template.
+    """Write ``source/<assignment>/<NN>_<assignment>.ipynb`` from the course's template, and its example student.
+
+    The example student, ``demo/<assignment>.toml``, makes the example exercise's declared mistake.
 
     Parameters
     ----------
@@ -139,7 +169,8 @@ def new_assignment(root: Path, assignment: str, title: str | None = None) -> Pat
     Raises
     ------
     CourseError
-        If the name is not one nbgrader can use, or ``source/<assignment>`` exists already.
+        If the name is not one nbgrader can use, or ``source/<assignment>`` or ``demo/<assignment>.toml``
+        exists already (then nothing is written).
     """
     from .colab import install_cell, read_config
 
@@ -152,6 +183,10 @@ def new_assignment(root: Path, assignment: str, title: str | None = None) -> Pat
     if folder.exists():
         raise CourseError(f"{folder} exists already: choose another name (assignments: "
                           f"{', '.join(assignments(root)) or 'none'})")
+    demo = Path(root) / DEMO_FOLDER / f"{assignment}.toml"
+    if demo.exists():
+        raise CourseError(f"{demo} exists already (example students of an earlier {assignment!r}?): remove or "
+                          "rename it first")
     config = read_config(root)   # before anything is written: the Colab cell needs the student repository
     name = next_notebook_name(root, assignment)
     number = int(name.split("_", 1)[0])
@@ -162,4 +197,6 @@ def new_assignment(root: Path, assignment: str, title: str | None = None) -> Pat
     path = folder / name
     nbformat.write(nb, path)
     install_cell(path, config, nbgrader=True)
+    demo.parent.mkdir(exist_ok=True)
+    demo.write_text(demo_declaration(assignment), encoding="utf-8")
     return path
