@@ -10,7 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from course_tools.grading import (GradingSettings, error_summary, judge_value, read_submission, rebuild_notebook,
+from course_tools.grading import (GradingSettings, graded_cells, judge_value, read_submission, rebuild_notebook,
                                   solution_timings)
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
 from helpers.checks import DEFAULT_RTOL
@@ -87,17 +87,6 @@ def test_malformed_mistake_declarations_are_refused(tmp_path, monkeypatch, mista
         HiddenChecks("0" * 64, "1" * 12, "nb").compare("maps", REFERENCE, cell="t", mistakes=mistakes)
 
 
-@pytest.mark.parametrize("output, shown", [
-    ({"ename": "AssertionError", "evalue": "seed 7, X[:4]"}, "AssertionError"),
-    ({"ename": "ValueError", "evalue": "checks.compare(...)"}, "ValueError"),
-    ({"ename": "seed_7_images_4", "evalue": "x"}, "an exception"),
-    ({"ename": ["list"], "evalue": "x"}, "an exception"),
-    ({}, "an exception"),
-])
-def test_feedback_names_only_builtin_exception_types(output, shown):
-    assert error_summary(output) == shown
-
-
 def _notebook(tmp_path: Path, text: str | bytes, name="nb.ipynb") -> Path:
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -139,8 +128,9 @@ def _source():
     return nb
 
 
-@pytest.mark.parametrize("bad_meta", ["a string", ["list"], 3, {"grade_id": ["answer"]}, {"grade_id": 7},
-                                      {"grade_id": "x" * 500}])
+@pytest.mark.parametrize("bad_meta", ["a string", ["list"], 3, None, {"grade_id": ["answer"]}, {"grade_id": 7},
+                                      {"grade_id": "x" * 500}, {"grade_id": "test\n"}, {"grade_id": "test; rm"},
+                                      {"grade_id": {"test": 1}}, {"grade_id": "g" * 100_000, "grade": True}])
 def test_malformed_nbgrader_metadata_makes_a_cell_the_students_own(tmp_path, bad_meta):
     student = _source()
     student.cells[1].source = "answer = 42"
@@ -149,10 +139,20 @@ def test_malformed_nbgrader_metadata_makes_a_cell_the_students_own(tmp_path, bad
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(student))
     nb, problem = read_submission(path)
-    rebuilt, problems = rebuild_notebook(_source(), nb)
-    sources = [c.source for c in rebuilt.cells]
-    assert "print('tests passed')" in sources          # kept, as the student's own cell
-    assert "test cell 'test' was deleted: its points are lost" in problems
+    for submitted in (nb, student):   # as read, and as handed in (not cleaned by read_submission)
+        rebuilt, problems = rebuild_notebook(_source(), submitted)
+        kept = [c for c in rebuilt.cells if c.source == "print('tests passed')"]
+        assert len(kept) == 1 and "nbgrader" not in kept[0].metadata   # the student's own cell, nothing more
+        assert "test cell 'test' was deleted: its points are lost" in problems
+        assert [c.source for c in rebuilt.cells].count("assert answer") == 0
+
+
+def test_graded_cells_come_from_nbgrader_roles():
+    source = _source()
+    source.cells.append(nbformat.v4.new_markdown_cell("why?", metadata={"nbgrader": {
+        "grade_id": "why", "grade": True, "solution": True, "points": 3, "schema_version": 3}}))
+    source.cells.append(nbformat.v4.new_code_cell("x", metadata={"nbgrader": ["not", "a", "dict"]}))
+    assert graded_cells(source) == [("test", 2.0, False), ("why", 3.0, True)]
 
 
 def test_duplicate_grade_ids_keep_the_instructors_cell_once():
