@@ -308,30 +308,30 @@ def judge_notebook(reference_folder: Path, outbox: Path | None, work: Path | Non
     errors = _errors_by_grade_id(rebuilt_nb, execution) if rebuilt_nb is not None else {}
     present = _present_ids(rebuilt_nb) if rebuilt_nb is not None else set()
     parts = []
-    for grade_id, points, manual in graded_cells(source_nb):
-        part = PartResult(grade_id, 0.0, points, manual=manual)
+    for gid, max_points, manual in graded_cells(source_nb):
+        part = PartResult(gid, 0.0, max_points, manual=manual)
         parts.append(part)
         if manual:
             part.messages.append("graded by hand")
             continue
-        if grade_id not in present or execution is None:
-            part.messages.append("this test cell did not run" if grade_id not in present or rebuilt_nb is None
+        if gid not in present or execution is None:
+            part.messages.append("this test cell did not run" if gid not in present or rebuilt_nb is None
                                  else "nothing could run")
             continue
         messages = []
-        for check_name, spec in specs.get(grade_id, []):
+        for check_name, spec in specs.get(gid, []):
             if "files" in spec:
                 messages += judge_files(work, spec, execution)
-            elif grade_id in errors and not (outbox / f"{check_name}.json").exists():
-                messages.append(f"this test did not get to check your result ({errors[grade_id]})")
+            elif gid in errors and not (outbox / f"{check_name}.json").exists():
+                messages.append(f"this test did not get to check your result ({errors[gid]})")
             else:
                 message = judge_value(reference_folder, outbox, check_name, spec)
                 if message:
                     messages.append(message)
-        if not messages and grade_id in errors:
-            messages.append(errors[grade_id])
+        if not messages and gid in errors:
+            messages.append(errors[gid])
         part.messages = list(dict.fromkeys(messages))
-        part.points = 0.0 if part.messages else points
+        part.points = 0.0 if part.messages else max_points
     return parts
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import os
 import re
 import signal
 import tempfile
