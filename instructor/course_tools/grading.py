@@ -398,6 +398,66 @@ class GradingSettings:
         return limits
 
 
+#: Settings of nbgrader_config.py that only ``nbgrader autograde`` reads; ``course grade`` names them when set.
+#: It always interrupts a cell at its limit and kills the kernel 5 s later, never fails a cell for a late output
+#: message, judges results rather than stderr, and caps outputs itself.
+AUTOGRADE_ONLY_SETTINGS = ("Execute", "IgnorePattern", "LimitOutput")
+
+
+@dataclass(frozen=True)
+class CourseGradingConfig:
+    """What ``course grade`` takes from the course's ``nbgrader_config.py``.
+
+    Attributes
+    ----------
+    cell_timeout : int
+        ``c.Execute.timeout``: the least seconds any cell gets (:attr:`GradingSettings.cell_timeout`), or
+        :data:`DEFAULT_CELL_TIMEOUT` when it is not set.
+    configured : bool
+        Whether ``c.Execute.timeout`` is set.
+    ignored : tuple of str
+        Settings there that ``course grade`` does not use (see :data:`AUTOGRADE_ONLY_SETTINGS`).
+    """
+
+    cell_timeout: int
+    configured: bool
+    ignored: tuple[str, ...] = ()
+
+
+def course_grading_config(root: Path) -> CourseGradingConfig:
+    """Read ``c.Execute.timeout`` (and what ``course grade`` ignores) from ``root/nbgrader_config.py``.
+
+    The file is loaded with traitlets' own loader, as nbgrader loads it (it runs the file: it is the
+    instructor's). ``c.Execute.timeout`` must be a whole number of seconds, at least 1: nbgrader's
+    ``None`` or ``0`` (no limit) is refused, since a student's endless loop must not hold the class run.
+
+    Raises
+    ------
+    course_tools.paths.CourseError
+        When the file cannot be loaded, or the timeout is not a whole number of seconds >= 1.
+    """
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    from .paths import CourseError
+
+    path = Path(root) / "nbgrader_config.py"
+    try:
+        config = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    except ConfigFileNotFound:
+        return CourseGradingConfig(DEFAULT_CELL_TIMEOUT, False)
+    except Exception as err:  # noqa: BLE001 - whatever the file raises, said in one line
+        raise CourseError(f"{path} could not be loaded ({type(err).__name__}: {err})") from err
+    ignored = tuple(f"c.{section}.{key}" for section in AUTOGRADE_ONLY_SETTINGS if section in config
+                    for key in config[section] if (section, key) != ("Execute", "timeout"))
+    if "timeout" not in config.Execute:
+        return CourseGradingConfig(DEFAULT_CELL_TIMEOUT, False, ignored)
+    value = config.Execute.timeout
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CourseError(f"{path}: c.Execute.timeout must be a whole number of seconds, at least 1 (the least "
+                          f"time `course grade` gives each cell), got {value!r}")
+    return CourseGradingConfig(value, True, ignored)
+
+
 def solution_timings(reference_set: Path, notebook: str) -> dict[str, float]:
     """Seconds each cell (by grade_id) of the solution took when the references were recorded.
 
