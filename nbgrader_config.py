@@ -14,13 +14,14 @@ c.ClearSolutions.code_stub = {
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Autograding: each cell gets a time limit; a student's endless loop must not abort the class.
-c.Execute.timeout = 120
-c.Execute.interrupt_on_timeout = True
-c.Execute.raise_on_iopub_timeout = False
-
-# Library warnings printed to stderr would otherwise zero a test cell.
-c.IgnorePattern.pattern = r"(?s).*(Warning|warn).*"
+# Grading is `course grade` (sandboxed; README, 'Grading'), not `nbgrader autograde`, which would run student code
+# unconfined. `course grade` reads one setting of this file: the least time each cell gets, in seconds (a cell
+# gets 10x its solution's time when that is more). `course grade --cell-timeout N` overrides it for one run;
+# the whole notebook's limit is `--notebook-timeout`, its memory `--memory-mib`. At a cell's limit the kernel is
+# always interrupted, and killed 5 s later if the cell goes on; stderr costs nothing (results are judged, not
+# printed text), so nbgrader's interrupt_on_timeout, raise_on_iopub_timeout and IgnorePattern have no effect on
+# it and are not set here (`course grade` names any such setting it finds).
+c.Execute.timeout = 60
 
 # Feedback never shows hidden tests.
 c.GenerateFeedback.preprocessors = [

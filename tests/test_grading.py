@@ -4,18 +4,22 @@ reading and rebuilding submitted notebooks."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 
-from course_tools.grading import (GradingSettings, error_summary, judge_value, load_specs, read_submission,
-                                  rebuild_notebook, solution_timings)
+from course_tools import classroom, cli
+from course_tools.grading import (DEFAULT_CELL_TIMEOUT, CourseGradingConfig, GradingSettings, course_grading_config,
+                                  graded_cells, judge_value, load_specs, read_submission, rebuild_notebook,
+                                  solution_timings)
 from course_tools.paths import CourseError
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
 from helpers.checks import TOLERANCE
 
+ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(5)
 REFERENCE = RNG.random((3, 8, 8)).astype(np.float32) + 0.5
 MISTAKES = {"doubled": (REFERENCE * 2, "message for doubling"),
@@ -109,17 +113,6 @@ def test_malformed_mistake_declarations_are_refused(tmp_path, monkeypatch, mista
         HiddenChecks("0" * 64, "1" * 12, "nb").compare("maps", REFERENCE, cell="t", mistakes=mistakes)
 
 
-@pytest.mark.parametrize("output, shown", [
-    ({"ename": "AssertionError", "evalue": "seed 7, X[:4]"}, "AssertionError"),
-    ({"ename": "ValueError", "evalue": "checks.compare(...)"}, "ValueError"),
-    ({"ename": "seed_7_images_4", "evalue": "x"}, "an exception"),
-    ({"ename": ["list"], "evalue": "x"}, "an exception"),
-    ({}, "an exception"),
-])
-def test_feedback_names_only_builtin_exception_types(output, shown):
-    assert error_summary(output) == shown
-
-
 def _notebook(tmp_path: Path, text: str | bytes, name="nb.ipynb") -> Path:
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -161,8 +154,9 @@ def _source():
     return nb
 
 
-@pytest.mark.parametrize("bad_meta", ["a string", ["list"], 3, {"grade_id": ["answer"]}, {"grade_id": 7},
-                                      {"grade_id": "x" * 500}])
+@pytest.mark.parametrize("bad_meta", ["a string", ["list"], 3, None, {"grade_id": ["answer"]}, {"grade_id": 7},
+                                      {"grade_id": "x" * 500}, {"grade_id": "test\n"}, {"grade_id": "test; rm"},
+                                      {"grade_id": {"test": 1}}, {"grade_id": "g" * 100_000, "grade": True}])
 def test_malformed_nbgrader_metadata_makes_a_cell_the_students_own(tmp_path, bad_meta):
     student = _source()
     student.cells[1].source = "answer = 42"
@@ -171,10 +165,20 @@ def test_malformed_nbgrader_metadata_makes_a_cell_the_students_own(tmp_path, bad
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(student))
     nb, problem = read_submission(path)
-    rebuilt, problems = rebuild_notebook(_source(), nb)
-    sources = [c.source for c in rebuilt.cells]
-    assert "print('tests passed')" in sources          # kept, as the student's own cell
-    assert "test cell 'test' was deleted: its points are lost" in problems
+    for submitted in (nb, student):   # as read, and as handed in (not cleaned by read_submission)
+        rebuilt, problems = rebuild_notebook(_source(), submitted)
+        kept = [c for c in rebuilt.cells if c.source == "print('tests passed')"]
+        assert len(kept) == 1 and "nbgrader" not in kept[0].metadata   # the student's own cell, nothing more
+        assert "test cell 'test' was deleted: its points are lost" in problems
+        assert [c.source for c in rebuilt.cells].count("assert answer") == 0
+
+
+def test_graded_cells_come_from_nbgrader_roles():
+    source = _source()
+    source.cells.append(nbformat.v4.new_markdown_cell("why?", metadata={"nbgrader": {
+        "grade_id": "why", "grade": True, "solution": True, "points": 3, "schema_version": 3}}))
+    source.cells.append(nbformat.v4.new_code_cell("x", metadata={"nbgrader": ["not", "a", "dict"]}))
+    assert graded_cells(source) == [("test", 2.0, False), ("why", 3.0, True)]
 
 
 def test_duplicate_grade_ids_keep_the_instructors_cell_once():
@@ -199,3 +203,50 @@ def test_cell_limits_follow_the_solutions_times(tmp_path):
 def test_grading_settings_refuse_non_positive_limits(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         GradingSettings(**kwargs)
+
+
+def _course(tmp_path: Path, settings: str) -> Path:
+    (tmp_path / "source").mkdir()
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n" + settings)
+    return tmp_path
+
+
+def test_this_courses_config_sets_only_what_course_grade_reads():
+    assert course_grading_config(ROOT) == CourseGradingConfig(cell_timeout=60, configured=True, ignored=())
+
+
+def test_course_grade_takes_its_per_cell_floor_from_nbgrader_config(tmp_path, monkeypatch, capsys):
+    """c.Execute.timeout is the least time each cell gets; --cell-timeout overrides it for one run; settings
+    only nbgrader autograde reads are named, not silently ignored."""
+    course = _course(tmp_path, "c.Execute.timeout = 7\nc.Execute.interrupt_on_timeout = False\n"
+                               "c.IgnorePattern.pattern = 'x'\n")
+    used = []
+    monkeypatch.setattr(classroom, "grade_class", lambda root, **kwargs: used.append(kwargs["settings"]))
+    monkeypatch.setenv("PATH", os.environ["PATH"])   # main() puts the interpreter's scripts first
+    monkeypatch.chdir(course)
+    assert cli.main(["grade"]) == 0
+    out = capsys.readouterr().out
+    assert "at least 7 s (c.Execute.timeout in nbgrader_config.py)" in out
+    assert "c.Execute.interrupt_on_timeout" in out and "c.IgnorePattern.pattern" in out
+    assert cli.main(["grade", "--cell-timeout", "9", "--notebook-timeout", "30"]) == 0
+    assert [(s.cell_timeout, s.notebook_timeout) for s in used] == [(7, 600), (9, 30)]
+
+
+def test_without_the_setting_the_grader_default_applies(tmp_path):
+    assert course_grading_config(_course(tmp_path, "")) == CourseGradingConfig(DEFAULT_CELL_TIMEOUT, False)
+
+
+@pytest.mark.parametrize("value", ["None", "0", "-5", "'60'", "2.5", "True"])
+def test_a_per_cell_floor_that_is_no_whole_number_of_seconds_is_refused(tmp_path, value):
+    with pytest.raises(CourseError, match=r"c.Execute.timeout must be a whole number of seconds, at least 1.*got"):
+        course_grading_config(_course(tmp_path, f"c.Execute.timeout = {value}\n"))
+
+
+def test_a_config_that_fails_to_load_is_one_line(tmp_path, monkeypatch, capsys):
+    course = _course(tmp_path, "c.Execute.timeout = 1 / 0\n")
+    with pytest.raises(CourseError, match=r"nbgrader_config.py could not be loaded \(ZeroDivisionError"):
+        course_grading_config(course)
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    monkeypatch.chdir(course)
+    assert cli.main(["grade"]) == 1
+    assert "error:" in capsys.readouterr().err

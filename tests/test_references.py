@@ -132,7 +132,7 @@ def test_a_set_without_declarations_is_skipped(tmp_path, env):
 def test_timings_record_each_cell_and_the_conditions(tmp_path):
     import json
 
-    from course_tools.notebooks import CellTiming, Execution
+    from course_tools.runner import CellTiming, Execution
     from course_tools.references import TIMINGS_FILE, ReferenceError, read_timings, timing_record
 
     run = Execution(tmp_path / "lab" / "01_data_and_model.ipynb", 9.5, None, startup_seconds=1.25,

@@ -212,11 +212,20 @@ def cmd_publish(root: Path, args: argparse.Namespace) -> int:
 
 def cmd_grade(root: Path, args: argparse.Namespace) -> int:
     from .classroom import grade_class
-    from .grading import GradingSettings
+    from .grading import GradingSettings, course_grading_config
 
     if args.data:
         os.environ["SALIENCY_DATA"] = str(Path(args.data).resolve())
-    settings = GradingSettings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+    config = course_grading_config(root)
+    for name in config.ignored:
+        print(f"  note: nbgrader_config.py sets {name}, which only `nbgrader autograde` reads; `course grade` "
+              "ignores it (README, 'Grading')")
+    cell_timeout = args.cell_timeout if args.cell_timeout is not None else config.cell_timeout
+    origin = ("--cell-timeout" if args.cell_timeout is not None else
+              "c.Execute.timeout in nbgrader_config.py" if config.configured else "the default")
+    print(f"Each cell gets at least {cell_timeout} s ({origin}) or 10x its solution's time; each notebook "
+          f"{args.notebook_timeout} s")
+    settings = GradingSettings(cell_timeout=cell_timeout, notebook_timeout=args.notebook_timeout)
     grade_class(root, jobs=args.jobs, students=args.student or None, only_assignments=args.assignment or None,
                 settings=settings, memory_mib=args.memory_mib, weights=args.weights, unsandboxed=args.unsandboxed)
     return 0
@@ -322,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel workers (default: number of cores + 1)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--assignment", action="append", help="only this assignment (a folder of source/; repeatable)")
-    p.add_argument("--cell-timeout", type=_int_at_least(1, "seconds"), default=60,
-                   help="seconds per cell: at least this, or 10x the solution's time for that cell (default 60)")
+    p.add_argument("--cell-timeout", type=_int_at_least(1, "seconds"), default=None,
+                   help="seconds per cell: at least this, or 10x the solution's time for that cell (default: "
+                        "c.Execute.timeout in nbgrader_config.py, else 60)")
     p.add_argument("--notebook-timeout", type=_int_at_least(1, "seconds"), default=600,
                    help="seconds for a whole notebook, kernel start included (default 600)")
     p.add_argument("--memory-mib", type=_int_at_least(MIN_MEMORY_MIB, "MiB"), default=4096,

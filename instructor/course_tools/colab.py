@@ -31,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from .nbgrader_cells import grade_id
 from .notebooks import read_notebook
 from .paths import CourseError
 
@@ -215,6 +216,6 @@ def cell_problems(path: Path, config: ColabConfig, *, nbgrader: bool | None = No
                 f"the student package from {config.repository} (run `course colab`)"]
     if nb.cells[0].source != want.source:
         return [f"{path}: its Colab cell differs from course.toml's address (run `course colab`)"]
-    if nbgrader and nb.cells[0].metadata.get("nbgrader", {}).get("grade_id") != GRADE_ID:
+    if nbgrader and grade_id(nb.cells[0]) != GRADE_ID:
         return [f"{path}: its Colab cell must be nbgrader's locked cell {GRADE_ID!r}"]
     return []

@@ -21,13 +21,10 @@ How one submitted notebook is graded
 
 from __future__ import annotations
 
-import builtins
 import copy
 import json
 import os
 import re
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +32,15 @@ from typing import Any
 
 import nbformat
 import numpy as np
-import psutil
 
 from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
 from .paths import CourseError
+from .nbgrader_cells import (grade_id, is_autograder_test, is_grade, is_locked, is_solution, nbgrader_metadata,
+                             points)
 from .results import ResultError, read_figure, read_regular, read_value
+from .runner import Execution, TimeLimits, Untrusted, run_notebook
 from .sandbox import KernelJob
 
 DEFAULT_CELL_TIMEOUT = 60
@@ -57,9 +56,13 @@ MAX_MESSAGE_BYTES = 16 * 2**20
 #: Messages a notebook may send in all (each costs the grader's CPU even when its output is dropped); the
 #: series sends a few hundred.
 MAX_MESSAGES = 50_000
-_GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-_BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
-                   if isinstance(value, type) and issubclass(value, BaseException)}
+#: Output kinds kept in the executed notebook the instructor opens: plain text, PNG figures, streams and errors.
+#: HTML, JavaScript, SVG and widget views are dropped, so nothing a student printed runs in the instructor's
+#: browser (nbgrader's formgrader renders these notebooks).
+KEPT_MIME_TYPES = ("text/plain", "image/png")
+#: How the runner treats a submission's code: every cap above, and no text of the student's in a message.
+SUBMISSION = Untrusted(cell_output_bytes=MAX_CELL_OUTPUT_BYTES, notebook_output_bytes=MAX_NOTEBOOK_OUTPUT_BYTES,
+                       message_bytes=MAX_MESSAGE_BYTES, messages=MAX_MESSAGES, kept_mime_types=KEPT_MIME_TYPES)
 
 
 # ----------------------------------------------------------------------------- results
@@ -97,29 +100,11 @@ class NotebookResult:
 
 # ----------------------------------------------------------------------------- reading and rebuilding
 
-def _nbgrader_meta(cell: Any) -> dict:
-    """A cell's nbgrader metadata, or ``{}`` when it is missing or malformed (then the cell is the student's)."""
-    try:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-    except AttributeError:
-        return {}
-    if not isinstance(meta, dict):
-        return {}
-    gid = meta.get("grade_id")
-    if gid is not None and not (isinstance(gid, str) and _GRADE_ID.match(gid)):
-        return {}
-    return meta
-
-
-def _grade_id(cell: Any) -> str | None:
-    return _nbgrader_meta(cell).get("grade_id")
-
-
 def instructor_cells(source_nb) -> tuple[dict[str, Any], list[str]]:
     """The instructor's cells by grade_id, and the grade_ids in order."""
     cells, order = {}, []
     for cell in source_nb.cells:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid:
             cells[gid] = cell
             order.append(gid)
@@ -130,10 +115,10 @@ def graded_cells(source_nb) -> list[tuple[str, float, bool]]:
     """(grade_id, points, graded by hand) of every graded cell, in order."""
     out = []
     for cell in source_nb.cells:
-        meta = _nbgrader_meta(cell)
-        if meta.get("grade"):
-            manual = bool(meta.get("solution")) or cell.cell_type == "markdown"
-            out.append((meta["grade_id"], float(meta.get("points", 0)), manual))
+        gid = grade_id(cell)
+        if gid and is_grade(cell):
+            manual = is_solution(cell) or cell.cell_type == "markdown"
+            out.append((gid, points(cell), manual))
     return out
 
 
@@ -179,7 +164,7 @@ def _clean_cell(cell: dict) -> Any:
     make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
             "raw": nbformat.v4.new_raw_cell}[cell["cell_type"]]
     clean = make(source=cell.get("source", ""))
-    meta = _nbgrader_meta(cell)
+    meta = nbgrader_metadata(cell)
     if meta:
         clean.metadata["nbgrader"] = copy.deepcopy(meta)
     return clean
@@ -195,7 +180,7 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
     seen: set[str] = set()
     rebuilt = []
     for cell in student_nb.cells:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         original = source_cells.get(gid) if gid else None
         if original is None or gid in seen or original.cell_type != cell.get("cell_type"):
             # The student's own cell (or a duplicate): keep it, stripped of grading metadata.
@@ -204,8 +189,7 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
             rebuilt.append(cell)
             continue
         seen.add(gid)
-        meta = _nbgrader_meta(original)
-        if meta.get("locked") or meta.get("grade") and not meta.get("solution"):
+        if is_locked(original):   # read-only and test cells: the instructor's, whatever the student sent
             rebuilt.append(copy.deepcopy(original))
         else:
             answer = copy.deepcopy(original)
@@ -214,12 +198,12 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
     for index, gid in enumerate(order):
         if gid in seen:
             continue
-        meta = _nbgrader_meta(source_cells[gid])
-        if meta.get("grade") and not meta.get("solution"):
+        original = source_cells[gid]
+        if is_autograder_test(original):
             problems.append(f"test cell {gid!r} was deleted: its points are lost")
-        elif meta.get("locked") and not meta.get("grade"):
-            rebuilt.insert(_position_after(rebuilt, order[:index]), copy.deepcopy(source_cells[gid]))
-        elif meta.get("solution"):
+        elif is_locked(original):
+            rebuilt.insert(_position_after(rebuilt, order[:index]), copy.deepcopy(original))
+        elif is_solution(original):
             problems.append(f"answer cell {gid!r} was deleted")
     nb = copy.deepcopy(source_nb)
     nb.cells = rebuilt
@@ -232,119 +216,21 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
 def _position_after(cells, earlier_ids: list[str]) -> int:
     position = 0
     for i, cell in enumerate(cells):
-        if _grade_id(cell) in earlier_ids:
+        if grade_id(cell) in earlier_ids:
             position = i + 1
     return position
 
 
 # ----------------------------------------------------------------------------- execution
 
-@dataclass
-class Execution:
-    """What happened when a rebuilt notebook ran."""
-
-    cell_errors: dict[int, str] = field(default_factory=dict)
-    timed_out: list[int] = field(default_factory=list)
-    crashed: str | None = None
-    notebook_timed_out: bool = False
-    outputs_truncated: bool = False
-    seconds: float = 0.0
-
-
-def error_summary(output: dict) -> str:
-    """An error output in the grader's words: the exception's type if it is a built-in one, nothing else."""
-    ename = output.get("ename")
-    if isinstance(ename, str) and ename in _BUILTIN_ERRORS:
-        return ename
-    return "an exception"
-
-
-def _kernel_manager(job: KernelJob):
-    """A kernel manager for ``job``: ipc transport in the job's socket folder, the sandbox as kernel."""
-    import zmq
-    import zmq.asyncio
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
-    argv = job.kernel_argv()
-
-    class _Specs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-            return KernelSpec(argv=argv, display_name="saliency sandbox", language="python",
-                              resource_dir=str(job.sockets))
-
-    class _Manager(AsyncKernelManager):
-        def client(self, **kwargs):
-            context = zmq.asyncio.Context()
-            context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-            self._saliency_context = context
-            return super().client(context=context, **kwargs)
-
-    km = _Manager(kernel_name="saliency-sandbox", kernel_spec_manager=_Specs(), transport="ipc",
-                  ip=str(job.sockets / "kernel"))
-    km.connection_file = str(job.sockets / "connection.json")
-    return km
-
-
-#: Output kinds kept in the executed notebook the instructor opens: plain text, PNG figures, streams and errors.
-#: HTML, JavaScript, SVG and widget views are dropped, so nothing a student printed runs in the instructor's
-#: browser (nbgrader's formgrader renders these notebooks).
-KEPT_MIME_TYPES = ("text/plain", "image/png")
-
-
-def _capped_client(nb, km, state: dict, workdir: Path):
-    """An nbclient client that keeps a bounded amount of what the kernel sends, and nothing active."""
-    from nbclient import NotebookClient
-
-    class _Client(NotebookClient):
-        def process_message(self, msg, cell, cell_index):
-            state["messages"] += 1
-            if state["messages"] > MAX_MESSAGES:
-                state["flood"] = True
-                return None
-            if msg["msg_type"].startswith("comm") or msg["msg_type"] == "update_display_data":
-                return None   # widgets and display updates: never stored, never applied to earlier outputs
-            return super().process_message(msg, cell, cell_index)
-
-        def _update_display_id(self, display_id, msg):
-            return None
-
-        def output(self, outs, msg, display_id, cell_index):
-            content = msg.get("content", {})
-            if isinstance(content.get("data"), dict):
-                content["data"] = {k: v for k, v in content["data"].items() if k in KEPT_MIME_TYPES}
-            size = len(json.dumps(content, default=str))
-            cell_total = state["cell_bytes"].get(cell_index, 0) + size
-            if cell_total > MAX_CELL_OUTPUT_BYTES or state["total_bytes"] + size > MAX_NOTEBOOK_OUTPUT_BYTES:
-                state["truncated"] = True
-                return None
-            state["cell_bytes"][cell_index] = cell_total
-            state["total_bytes"] += size
-            return super().output(outs, msg, None, cell_index)
-
-    return _Client(nb, km=km, timeout=None, allow_errors=True, kernel_name="saliency-sandbox",
-                   resources={"metadata": {"path": str(workdir)}}, record_timing=False, store_widget_state=False,
-                   iopub_timeout=4, raise_on_iopub_timeout=False)
-
-
-def _kernel_process(km) -> psutil.Process | None:
-    """The student's kernel process (inside the sandbox), seen from here."""
-    try:
-        launcher = psutil.Process(km.provisioner.pid)
-    except (psutil.Error, AttributeError, TypeError):
-        return None
-    for proc in [launcher, *launcher.children(recursive=True)]:
-        try:
-            if proc.cmdline()[1:3] == ["-m", "ipykernel_launcher"]:
-                return proc
-        except psutil.Error:
-            continue
-    return None
-
-
 def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_limit: float,
-                      interrupt_grace: float = 5.0) -> Execution:
-    """Run ``nb`` cell by cell in ``job``'s sandbox; never raises for what the student's code does.
+                      interrupt_grace: float = 5.0, notebook: Path = Path("submission.ipynb")) -> Execution:
+    """Run ``nb`` cell by cell in ``job``'s sandbox, as untrusted code; never raises for what the student's
+    code does.
+
+    The course's one runner (:func:`course_tools.runner.run_notebook`) with the sandbox's kernel
+    (:meth:`course_tools.sandbox.KernelJob.kernel`), the submission's caps (:data:`SUBMISSION`), and every cell
+    run whatever the earlier ones did.
 
     Parameters
     ----------
@@ -356,112 +242,14 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
         Seconds allowed for each cell (by index).
     notebook_limit : float
         Seconds allowed for the whole notebook, kernel start-up included.
+    interrupt_grace : float
+        Seconds a cell has to stop after the interrupt at its limit, before the sandbox is killed.
+    notebook : pathlib.Path
+        The submitted file, for the result.
     """
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    result = Execution()
-    state = {"deadline": None, "interrupted": False, "killed": None, "stop": False,
-             "cell_bytes": {}, "total_bytes": 0, "truncated": False, "messages": 0, "flood": False}
-    km = _kernel_manager(job)
-    client = _capped_client(nb, km, state, job.work)
-    start = time.monotonic()
-    notebook_deadline = start + notebook_limit
-
-    def stop_kernel(reason: str) -> None:
-        state["killed"] = reason
-        if job.cgroup is not None:
-            job.cgroup.kill(wait=2)
-        proc = _kernel_process(km)
-        if proc is not None:
-            proc.kill()
-
-    def watchdog() -> None:
-        while not state["stop"]:
-            time.sleep(0.1)
-            if state["flood"] and not state["killed"]:
-                stop_kernel(f"the notebook sent more than {MAX_MESSAGES} messages and was stopped")
-                continue
-            if time.monotonic() > notebook_deadline and not state["killed"]:
-                result.notebook_timed_out = True
-                stop_kernel(f"the notebook ran past its {notebook_limit:.0f} s limit and was stopped")
-                continue
-            deadline = state["deadline"]
-            if deadline is None or time.monotonic() < deadline or state["killed"]:
-                continue
-            if not state["interrupted"]:
-                state["interrupted"] = True
-                proc = _kernel_process(km)
-                try:
-                    if proc is not None:
-                        proc.send_signal(signal.SIGINT)
-                except psutil.Error:
-                    pass
-                state["deadline"] = time.monotonic() + interrupt_grace
-            else:
-                stop_kernel("a cell ignored the interrupt at its time limit; the kernel was stopped")
-
-    guard = threading.Thread(target=watchdog, daemon=True)
-    try:
-        with client.setup_kernel():
-            guard.start()
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                if state["killed"]:
-                    break
-                state.update(deadline=time.monotonic() + cell_limits[index], interrupted=False)
-                try:
-                    client.execute_cell(cell, index)
-                except (DeadKernelError, CellTimeoutError) as err:
-                    result.crashed = state["killed"] or _death_reason(job, err)
-                    result.cell_errors[index] = result.crashed
-                    break
-                except Exception as err:  # noqa: BLE001 - a broken kernel must not stop the class
-                    result.crashed = state["killed"] or _death_reason(job, err)
-                    result.cell_errors[index] = result.crashed
-                    break
-                finally:
-                    if state["interrupted"]:
-                        result.timed_out.append(index)
-                    state["deadline"] = None
-                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-                if errors:
-                    result.cell_errors[index] = error_summary(errors[0])
-                if state["killed"]:
-                    result.crashed = state["killed"]
-                    break
-    except Exception as err:  # noqa: BLE001 - kernel failed to start or died on shutdown
-        if result.crashed is None and not result.cell_errors:
-            result.crashed = state["killed"] or f"the kernel could not start ({type(err).__name__})"
-    finally:
-        state["stop"] = True
-        _shutdown(km, client)
-        if job.cgroup is not None:
-            job.cgroup.kill()
-    result.outputs_truncated = state["truncated"]
-    result.seconds = time.monotonic() - start
-    return result
-
-
-def _death_reason(job: KernelJob, err: Exception) -> str:
-    if job.cgroup is not None and job.cgroup.oom_killed():
-        return f"the notebook ran out of memory (its limit is {job.policy.memory_mib} MiB) and was stopped"
-    return f"the kernel died ({type(err).__name__})"
-
-
-def _shutdown(km, client) -> None:
-    """Stop the kernel and free every thread, socket and context."""
-    from jupyter_core.utils import run_sync
-
-    for step in (lambda: run_sync(km.shutdown_kernel)(now=True) if km.has_kernel else None,
-                 lambda: run_sync(km.cleanup_resources)(),
-                 lambda: client.kc.stop_channels() if client.kc is not None else None,
-                 lambda: km._saliency_context.destroy(linger=0) if hasattr(km, "_saliency_context") else None,
-                 lambda: km.context.destroy(linger=0)):
-        try:
-            step()
-        except Exception:  # noqa: BLE001 - it may be dead already
-            pass
+    limits = TimeLimits(cell=list(cell_limits), notebook=notebook_limit, grace=interrupt_grace)
+    return run_notebook(nb, job.kernel(), notebook=notebook, limits=limits, untrusted=SUBMISSION,
+                        stop_on_error=False)
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -524,35 +312,35 @@ def judge_notebook(reference_folder: Path, outbox: Path | None, work: Path | Non
     errors = _errors_by_grade_id(rebuilt_nb, execution) if rebuilt_nb is not None else {}
     present = _present_ids(rebuilt_nb) if rebuilt_nb is not None else set()
     parts = []
-    for grade_id, points, manual in graded_cells(source_nb):
-        part = PartResult(grade_id, 0.0, points, manual=manual)
+    for gid, max_points, manual in graded_cells(source_nb):
+        part = PartResult(gid, 0.0, max_points, manual=manual)
         parts.append(part)
         if manual:
             part.messages.append("graded by hand")
             continue
-        if grade_id not in present or execution is None:
-            part.messages.append("this test cell did not run" if grade_id not in present or rebuilt_nb is None
+        if gid not in present or execution is None:
+            part.messages.append("this test cell did not run" if gid not in present or rebuilt_nb is None
                                  else "nothing could run")
             continue
         messages = []
-        for check_name, spec in specs.get(grade_id, []):
+        for check_name, spec in specs.get(gid, []):
             if "files" in spec:
                 messages += judge_files(work, spec, execution)
-            elif grade_id in errors and not (outbox / f"{check_name}.json").exists():
-                messages.append(f"this test did not get to check your result ({errors[grade_id]})")
+            elif gid in errors and not (outbox / f"{check_name}.json").exists():
+                messages.append(f"this test did not get to check your result ({errors[gid]})")
             else:
                 message = judge_value(reference_folder, outbox, check_name, spec)
                 if message:
                     messages.append(message)
-        if not messages and grade_id in errors:
-            messages.append(errors[grade_id])
+        if not messages and gid in errors:
+            messages.append(errors[gid])
         part.messages = list(dict.fromkeys(messages))
-        part.points = 0.0 if part.messages else points
+        part.points = 0.0 if part.messages else max_points
     return parts
 
 
 def _present_ids(nb) -> set[str]:
-    return {gid for c in nb.cells if (gid := _grade_id(c))}
+    return {gid for c in nb.cells if (gid := grade_id(c))}
 
 
 def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
@@ -561,7 +349,7 @@ def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
         return {}
     out = {}
     for index, cell in enumerate(nb.cells):
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if not gid:
             continue
         if index in execution.timed_out:
@@ -572,7 +360,7 @@ def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
     if execution.crashed:
         crash_index = max(execution.cell_errors) if execution.cell_errors else -1
         for index, cell in enumerate(nb.cells):
-            gid = _grade_id(cell)
+            gid = grade_id(cell)
             if gid and index > crash_index:
                 out.setdefault(gid, f"not run: {execution.crashed}")
     return out
@@ -609,9 +397,69 @@ class GradingSettings:
         default."""
         limits = []
         for cell in nb.cells:
-            measured = timings.get(_grade_id(cell) or "", 0.0)
+            measured = timings.get(grade_id(cell) or "", 0.0)
             limits.append(max(float(self.cell_timeout), self.timing_margin * measured))
         return limits
+
+
+#: Settings of nbgrader_config.py that only ``nbgrader autograde`` reads; ``course grade`` names them when set.
+#: It always interrupts a cell at its limit and kills the kernel 5 s later, never fails a cell for a late output
+#: message, judges results rather than stderr, and caps outputs itself.
+AUTOGRADE_ONLY_SETTINGS = ("Execute", "IgnorePattern", "LimitOutput")
+
+
+@dataclass(frozen=True)
+class CourseGradingConfig:
+    """What ``course grade`` takes from the course's ``nbgrader_config.py``.
+
+    Attributes
+    ----------
+    cell_timeout : int
+        ``c.Execute.timeout``: the least seconds any cell gets (:attr:`GradingSettings.cell_timeout`), or
+        :data:`DEFAULT_CELL_TIMEOUT` when it is not set.
+    configured : bool
+        Whether ``c.Execute.timeout`` is set.
+    ignored : tuple of str
+        Settings there that ``course grade`` does not use (see :data:`AUTOGRADE_ONLY_SETTINGS`).
+    """
+
+    cell_timeout: int
+    configured: bool
+    ignored: tuple[str, ...] = ()
+
+
+def course_grading_config(root: Path) -> CourseGradingConfig:
+    """Read ``c.Execute.timeout`` (and what ``course grade`` ignores) from ``root/nbgrader_config.py``.
+
+    The file is loaded with traitlets' own loader, as nbgrader loads it (it runs the file: it is the
+    instructor's). ``c.Execute.timeout`` must be a whole number of seconds, at least 1: nbgrader's
+    ``None`` or ``0`` (no limit) is refused, since a student's endless loop must not hold the class run.
+
+    Raises
+    ------
+    course_tools.paths.CourseError
+        When the file cannot be loaded, or the timeout is not a whole number of seconds >= 1.
+    """
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    from .paths import CourseError
+
+    path = Path(root) / "nbgrader_config.py"
+    try:
+        config = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    except ConfigFileNotFound:
+        return CourseGradingConfig(DEFAULT_CELL_TIMEOUT, False)
+    except Exception as err:  # noqa: BLE001 - whatever the file raises, said in one line
+        raise CourseError(f"{path} could not be loaded ({type(err).__name__}: {err})") from err
+    ignored = tuple(f"c.{section}.{key}" for section in AUTOGRADE_ONLY_SETTINGS if section in config
+                    for key in config[section] if (section, key) != ("Execute", "timeout"))
+    if "timeout" not in config.Execute:
+        return CourseGradingConfig(DEFAULT_CELL_TIMEOUT, False, ignored)
+    value = config.Execute.timeout
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CourseError(f"{path}: c.Execute.timeout must be a whole number of seconds, at least 1 (the least "
+                          f"time `course grade` gives each cell), got {value!r}")
+    return CourseGradingConfig(value, True, ignored)
 
 
 def solution_timings(reference_set: Path, notebook: str) -> dict[str, float]:
@@ -660,7 +508,8 @@ def grade_notebook(root: Path, reference_key: str, student: str, assignment: str
     rebuilt, problems = rebuild_notebook(source_nb, student_nb)
     result.problems += problems
     limits = settings.cell_limits(rebuilt, solution_timings(ref_folder.parent, f"{assignment}/{notebook_name}"))
-    execution = execute_sandboxed(rebuilt, job, cell_limits=limits, notebook_limit=settings.notebook_timeout)
+    execution = execute_sandboxed(rebuilt, job, cell_limits=limits, notebook_limit=settings.notebook_timeout,
+                                  notebook=Path(student) / assignment / notebook_name)
     if execution.crashed:
         result.problems.append(execution.crashed)
     for index in execution.timed_out:

@@ -1,32 +1,28 @@
-"""Executing notebooks headless and keeping committed notebooks free of outputs.
+"""Notebook files for the instructor: reading them, running them headless, keeping them free of outputs.
 
-Every kernel the course's tools start gets its share of the machine's cores (``OMP_NUM_THREADS`` and friends,
-set in the kernel's environment before torch starts): on a 2-core machine that other work keeps busy, torch's
-default of one thread per core for each of several kernels made one forward and backward pass five times
-slower. A cell that runs past its time limit, a kernel that dies and a lost connection to the kernel are each
-reported in one line (:attr:`Execution.error`), never as a traceback.
+:func:`execute_notebook` runs a notebook file with :func:`course_tools.runner.run_notebook`, the one runner
+every tool uses. Every kernel the course's tools start gets its share of the machine's cores
+(``OMP_NUM_THREADS`` and friends, set in the kernel's environment before torch starts): on a 2-core machine
+that other work keeps busy, torch's default of one thread per core for each of several kernels made one
+forward and backward pass five times slower. A cell that runs past its time limit, a kernel that dies and a
+lost connection to the kernel are each reported in one line (:attr:`course_tools.runner.Execution.error`),
+never as a traceback.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import os
-import re
 import shutil
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .paths import CourseError
+from .runner import Execution, Kernel, TimeLimits, run_notebook
 
 #: The legacy first-line marker of a cell whose printed text nbval compares (still recognised).
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -37,15 +33,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 #: Passed to every kernel: its log shows errors only. ipykernel 7 otherwise prints "Kernel is running over TCP
 #: without encryption" for every kernel (the kernel listens on localhost only).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
-
-
-@dataclass(frozen=True)
-class CellTiming:
-    """How long one code cell ran."""
-
-    index: int
-    grade_id: str | None
-    seconds: float
 
 
 class NotebookFileError(CourseError):
@@ -72,34 +59,6 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     if not isinstance(nb.get("cells"), list):
         raise NotebookFileError(f"{path} is not a valid Jupyter notebook: it has no list of cells")
     return nb
-
-
-@dataclass
-class Execution:
-    """The result of running one notebook.
-
-    Attributes
-    ----------
-    notebook : pathlib.Path
-        The notebook that ran.
-    seconds : float
-        Wall time, kernel start-up included.
-    error : str or None
-        One line saying what went wrong (a failing cell, a cell past its time limit, a dead kernel), or None.
-    startup_seconds : float
-        Time until the kernel was ready for the first cell.
-    cells : list of CellTiming
-        Run time of each code cell that ran (the failing one included).
-    timed_out : bool
-        Whether a cell was stopped at the time limit.
-    """
-
-    notebook: Path
-    seconds: float
-    error: str | None
-    startup_seconds: float = 0.0
-    cells: list[CellTiming] = field(default_factory=list)
-    timed_out: bool = False
 
 
 #: matplotlib's backend in Jupyter: figures become PNG outputs of their cells.
@@ -165,16 +124,6 @@ def kernel_thread_env(concurrent: int = 1) -> dict[str, str]:
     return {name: os.environ.get(name, "").strip() or chosen for name in THREAD_VARIABLES}
 
 
-class _DropPendingTaskNoise(logging.Filter):
-    """asyncio's "Task was destroyed but it is pending!" after a stopped kernel: noise, the error is reported."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Task was destroyed but it is pending" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_DropPendingTaskNoise())
-
-
 def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
                      timeout: int = 300, write_to: Path | None = None, figures: bool = False,
                      concurrent: int = 1, progress: bool = False, progress_position: int = 0) -> Execution:
@@ -212,76 +161,20 @@ def execute_notebook(path: Path, *, cwd: Path | None = None, env: Mapping[str, s
         raise ValueError(f"timeout must be a whole number of seconds, at least 1, got {timeout!r}")
     nb = read_notebook(path)
     backend = INLINE_BACKEND if figures else "Agg"
-    kernel_env = {**os.environ, "MPLBACKEND": backend, **python_kernel_env(), **kernel_thread_env(concurrent),
-                  **(env or {})}
+    kernel = Kernel(cwd=Path(cwd or path.parent), arguments=tuple(KERNEL_ARGUMENTS),
+                    env={**os.environ, "MPLBACKEND": backend, **python_kernel_env(),
+                         **kernel_thread_env(concurrent), **(env or {})})
     code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code" and cell.source.strip())
     bar = _progress_bar(path, code_cells, progress, progress_position)
-    cells: list[CellTiming] = []
-    current: dict[str, float | int | None] = {"index": None, "since": None}
-    start = time.perf_counter()
-    ready = {"at": None}
-
-    def kernel_ready(**_):
-        ready["at"] = time.perf_counter()
-
-    def cell_starts(cell, cell_index, **_):
-        current.update(index=cell_index, since=time.perf_counter())
-
-    def cell_done(cell, cell_index, **_):
-        cells.append(CellTiming(cell_index, _grade_id(cell), time.perf_counter() - current["since"]))
-        current.update(since=None)   # the index stays: an error in this cell is raised after this hook
-        bar.update(1)
-
-    error, timed_out = None, False
-    # The kernel process's own stderr (its start-up log, and a zmq traceback when it is stopped in the middle
-    # of a cell) goes to a file, not the terminal; its last line explains a kernel that died.
-    kernel_log = tempfile.TemporaryFile(mode="w+", prefix="kernel-", suffix=".log")
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=list(KERNEL_ARGUMENTS),
-                                resources={"metadata": {"path": str(cwd or path.parent)}},
-                                on_notebook_start=kernel_ready, on_cell_execute=cell_starts,
-                                on_cell_executed=cell_done)
-        client.execute(env=kernel_env, stderr=kernel_log)
-    except CellTimeoutError:
-        timed_out = True
-        error = f"{_where(nb, current['index'])} was stopped at the time limit of {timeout} s per cell"
-    except DeadKernelError:
-        error = f"the kernel died in {_where(nb, current['index'])} (out of memory?)" + _last_line(kernel_log)
-    except CellExecutionError as err:
-        error = f"{_where(nb, current['index'])} failed: {_first_error_line(str(err))}"
-    except Exception as err:   # zmq errors, a kernel that never starts or stops answering
-        what = _where(nb, current["index"]) if current["index"] is not None else "the kernel's start-up"
-        detail = _first_error_line(str(err)) if str(err).strip() else "no details"
-        error = f"lost the kernel during {what}: {type(err).__name__}: {detail}"
+        result = run_notebook(nb, kernel, notebook=path, limits=TimeLimits(cell=timeout),
+                              on_cell_done=lambda index: bar.update(1))
     finally:
         bar.close()
-        kernel_log.close()
-    if current["since"] is not None:   # the cell that failed or was stopped
-        cells.append(CellTiming(int(current["index"]), _grade_id(nb.cells[int(current["index"])]),
-                                time.perf_counter() - current["since"]))
-    seconds = time.perf_counter() - start
-    startup = (ready["at"] - start) if ready["at"] is not None else seconds
     if write_to is not None:
         write_to.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, write_to)
-    return Execution(path, seconds, error, startup_seconds=startup, cells=cells, timed_out=timed_out)
-
-
-def _last_line(log) -> str:
-    log.seek(0)
-    lines = [line.strip() for line in log.read().splitlines() if line.strip()]
-    return f"; the kernel's last words: {lines[-1][:300]}" if lines else ""
-
-
-def _grade_id(cell) -> str | None:
-    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
-
-
-def _where(nb, index: int | None) -> str:
-    if index is None:
-        return "a cell"
-    grade_id = _grade_id(nb.cells[index])
-    return f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+    return result
 
 
 class _NoBar:
@@ -307,13 +200,6 @@ def format_execution(result: Execution) -> str:
     name = f"{result.notebook.parent.name}/{result.notebook.name}"
     status = "ok" if result.error is None else f"FAILED: {result.error}"
     return f"  {name:45s} {result.seconds:6.1f} s (kernel start {result.startup_seconds:4.1f} s)  {status}"
-
-
-def _first_error_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or "Exception" in line]
-    line = errors[-1] if errors else lines[-1] if lines else "cell failed"
-    return re.sub(r"\x1b\[[0-9;]*m", "", line)[:500]
 
 
 EXPECTED_KEY = "expected_output"

@@ -11,20 +11,17 @@ from pathlib import Path
 
 import nbformat
 
-
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
+from .nbgrader_cells import grade_id, is_grade, is_locked, is_solution
 
 
 def is_manual_answer(cell) -> bool:
     """Whether a cell is an answer graded by hand (nbgrader: solution and grade)."""
-    meta = _nbgrader(cell)
-    return bool(meta.get("solution")) and bool(meta.get("grade"))
+    return is_solution(cell) and is_grade(cell)
 
 
 def is_read_only(cell) -> bool:
-    """Whether students cannot change a cell (an nbgrader read-only cell, or one marked not editable)."""
-    return bool(_nbgrader(cell).get("locked")) or cell.get("metadata", {}).get("editable") is False
+    """Whether students cannot change a cell (read-only for nbgrader, or marked not editable)."""
+    return is_locked(cell) or cell.get("metadata", {}).get("editable") is False
 
 
 def unprompted_answers(path: Path, stub: str = "YOUR ANSWER HERE") -> list[str]:
@@ -50,7 +47,7 @@ def unprompted_answers(path: Path, stub: str = "YOUR ANSWER HERE") -> list[str]:
     for index, cell in enumerate(nb.cells):
         if not is_manual_answer(cell):
             continue
-        name = _nbgrader(cell).get("grade_id", f"cell {index}")
+        name = grade_id(cell) or f"cell {index}"
         above = nb.cells[index - 1] if index > 0 else None
         text = above.source.strip() if above is not None else ""
         if above is None or above.cell_type != "markdown" or not text or text == stub:

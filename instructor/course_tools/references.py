@@ -29,8 +29,9 @@ import torch
 
 from helpers.autograde import RECORD_ENV, deserialise, reference_key
 
-from .notebooks import Execution, available_cores, copy_tree, execute_notebook, format_execution
+from .notebooks import available_cores, copy_tree, execute_notebook, format_execution
 from .paths import CourseError, references_dir, source_notebooks
+from .runner import Execution
 
 
 #: Math-library threads of every kernel that records references, and of every kernel the grader (and nbval)

@@ -219,6 +219,23 @@ class KernelJob:
         # -P: nothing is imported from the launcher's working folder.
         return [sys.executable, "-P", "-m", "course_tools.sandbox", str(config), "{connection_file}"]
 
+    def kernel(self):
+        """The kernel of this job for :func:`course_tools.runner.run_notebook`: the sandbox's launcher
+        (:meth:`kernel_argv`) on ZeroMQ ipc sockets in the job's socket folder, its control group to kill every
+        process it started, and what the control group knows of a death (out of memory)."""
+        from .runner import Kernel
+
+        def death_reason() -> str | None:
+            if self.cgroup is not None and self.cgroup.oom_killed():
+                return f"the notebook ran out of memory (its limit is {self.policy.memory_mib} MiB) and was stopped"
+            return None
+
+        cgroup = self.cgroup
+        return Kernel(cwd=self.work, name="saliency-sandbox", argv=self.kernel_argv(), transport="ipc",
+                      ip=str(self.sockets / "kernel"), connection_file=str(self.sockets / "connection.json"),
+                      kill_all=(lambda wait: cgroup.kill(wait=wait)) if cgroup is not None else None,
+                      death_reason=death_reason)
+
     def bwrap_argv(self, command: list[str]) -> list[str]:
         """The bubblewrap command line around ``command``."""
         args = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
