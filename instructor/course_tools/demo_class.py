@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import nbformat
-from nbgrader.utils import is_solution
 
+from .nbgrader_cells import grade_id, is_solution
 from .paths import CourseError, assignments, source_notebooks
 
 #: The folder of the course root that holds ``<assignment>.toml``, the declared students of each assignment.
@@ -67,24 +67,18 @@ def solution_text(source: str) -> str:
                      if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line)
 
 
-def _grade_id(cell: nbformat.NotebookNode) -> str | None:
-    """The cell's nbgrader grade_id, or None for a cell nbgrader does not know."""
-    meta = cell.metadata.get("nbgrader")
-    return meta.get("grade_id") if isinstance(meta, dict) else None
-
-
 def solutions(root: Path, assignment: str) -> dict[str, dict[str, str]]:
     """notebook name -> {grade_id: the solution's answer}."""
     out: dict[str, dict[str, str]] = {}
     for nb_path in source_notebooks(root, assignment):
         nb = nbformat.read(nb_path, as_version=4)
-        out[nb_path.name] = {_grade_id(cell): solution_text(cell.source) for cell in nb.cells if is_solution(cell)}
+        out[nb_path.name] = {grade_id(cell): solution_text(cell.source) for cell in nb.cells if is_solution(cell)}
     return out
 
 
 def _grade_ids(root: Path, assignment: str) -> dict[str, list[str]]:
     """notebook name -> the grade_ids of all its nbgrader cells (answers, tests, read-only cells)."""
-    return {path.name: [gid for cell in nbformat.read(path, as_version=4).cells if (gid := _grade_id(cell))]
+    return {path.name: [gid for cell in nbformat.read(path, as_version=4).cells if (gid := grade_id(cell))]
             for path in source_notebooks(root, assignment)}
 
 
@@ -122,12 +116,12 @@ class FileEdits:
                 if target == name:
                     self._cells(nb, name, gid, "replace_cell")
                     for cell in nb.cells:
-                        if _grade_id(cell) == gid:
+                        if grade_id(cell) == gid:
                             cell.source = source
             for target, gid in self.delete_cell:
                 if target == name:
                     self._cells(nb, name, gid, "delete_cell")
-                    nb.cells = [cell for cell in nb.cells if _grade_id(cell) != gid]
+                    nb.cells = [cell for cell in nb.cells if grade_id(cell) != gid]
             nbformat.write(nb, path)
         for name in self.break_json:
             (folder / name).write_text(BROKEN_JSON)
@@ -141,7 +135,7 @@ class FileEdits:
                 **{nb: "break_json" for nb in self.break_json}, **{nb: "rename" for nb in self.rename}}
 
     def _cells(self, nb: nbformat.NotebookNode, name: str, gid: str, key: str) -> None:
-        if not any(_grade_id(cell) == gid for cell in nb.cells):
+        if not any(grade_id(cell) == gid for cell in nb.cells):
             raise DemoClassError(f"{self.where} {key}: the released {name} has no cell {gid!r}")
 
 
@@ -378,8 +372,8 @@ def write_submission(root: Path, student: str, scenario: Scenario) -> Path:
             answers = {**solutions(root, scenario.assignment)[nb_path.name],
                        **scenario.answers.get(nb_path.name, {})}
             for cell in nb.cells:
-                if is_solution(cell) and _grade_id(cell) in answers:
-                    cell.source = answers[_grade_id(cell)]
+                if is_solution(cell) and grade_id(cell) in answers:
+                    cell.source = answers[grade_id(cell)]
         nbformat.write(copy.deepcopy(nb), folder / nb_path.name)
     if scenario.edit is not None:
         scenario.edit(folder)
