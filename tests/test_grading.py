@@ -66,6 +66,13 @@ def test_a_declared_tolerance_is_recorded_and_used(tmp_path, monkeypatch):
     assert judge_value(folder, tmp_path / "outbox", "maps", spec) is not None
 
 
+def test_a_figure_spec_needs_no_tolerance(tmp_path, monkeypatch):
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    (folder / "files.test_fig.spec.json").write_text(json.dumps({"cell": "test_fig", "files": {}}))
+    assert load_specs(folder) == {"test_fig": [("files.test_fig", {"cell": "test_fig", "files": {}})]}
+
+
 def test_a_spec_recorded_without_a_tolerance_is_refused(recorded):
     folder = recorded[0]
     spec_path = folder / "maps.spec.json"
