@@ -179,3 +179,32 @@ def test_the_reference_set_of_this_course_has_timings_of_every_graded_cell():
         assert "setup" in entry["grade_ids"], name
         assert any(gid.startswith("test_") for gid in entry["grade_ids"]), name
         assert entry["seconds"] >= sum(c["seconds"] for c in entry["cells"])
+
+
+def _test_cell(gid: str, points: float) -> dict:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("pass")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": points,
+                                 "grade_id": gid, "schema_version": 3}
+    return cell
+
+
+def test_a_test_cell_with_points_and_no_hidden_check_is_named(tmp_path):
+    import nbformat
+
+    from course_tools.references import unchecked_test_cells
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_test_cell("test_checked", 2), _test_cell("test_unchecked", 3), _test_cell("test_no_points", 0),
+                nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "source" / "lab" / "01_x.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+    key_dir = tmp_path / "key"
+    (key_dir / "01_x").mkdir(parents=True)
+    (key_dir / "01_x" / "maps.spec.json").write_text(json.dumps({"cell": "test_checked", "tolerance": 1e-3}))
+    [line] = unchecked_test_cells([path], key_dir)
+    assert line.startswith("lab/01_x.ipynb: test cell 'test_unchecked' (3 points) records no hidden check")
+    (key_dir / "01_x" / "files.test_unchecked.spec.json").write_text(json.dumps({"cell": "test_unchecked"}))
+    assert unchecked_test_cells([path], key_dir) == []

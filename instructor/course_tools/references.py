@@ -29,7 +29,8 @@ import torch
 
 from helpers.autograde import RECORD_ENV, deserialise, reference_key
 
-from .notebooks import available_cores, copy_tree, execute_notebook, format_execution
+from .nbgrader_cells import grade_id, is_autograder_test, points
+from .notebooks import available_cores, copy_tree, execute_notebook, format_execution, read_notebook
 from .paths import CourseError, references_dir, source_notebooks
 from .runner import Execution
 
@@ -127,6 +128,8 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             raise ReferenceError(f"expected one reference set, found {[k.name for k in keys]}: "
                                  "did the notebooks use different data or weights?")
         key_dir = keys[0]
+        for line in unchecked_test_cells(notebooks, key_dir):
+            log(f"  warning: {line}")
         checked = cross_check_references(key_dir, env=env)
         for name, err in checked.items():
             log(f"  {name}: the independent recomputation agrees (mean {err['mean']:.1e}, max {err['max']:.1e} "
@@ -161,6 +164,26 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             shutil.rmtree(dest)
         os.replace(staging, dest)
     return dest
+
+
+def unchecked_test_cells(notebooks: list[Path], key_dir: Path) -> list[str]:
+    """The autograder test cells with points whose hidden test recorded no check, one line each.
+
+    The grader scores such a cell only on whether it ran without an error, which a student's earlier cells
+    can arrange (by redefining what the visible tests call); a hidden ``checks.compare`` or
+    ``checks.require_files`` makes it judge the result itself.
+    """
+    lines = []
+    for path in notebooks:
+        recorded = {spec.get("cell") for spec in (json.loads(p.read_text())
+                                                  for p in (Path(key_dir) / path.stem).glob("*.spec.json"))}
+        for cell in read_notebook(path).cells:
+            gid = grade_id(cell)
+            if is_autograder_test(cell) and points(cell) > 0 and gid not in recorded:
+                lines.append(f"{path.parent.name}/{path.name}: test cell {gid!r} ({points(cell):g} points) records "
+                             "no hidden check, so it scores on running without an error, which a student can "
+                             "arrange; add a checks.compare(..., cell=...) between its HIDDEN TESTS markers")
+    return lines
 
 
 def _refuse_orphans(root: Path, notebooks: list[Path]) -> None:
