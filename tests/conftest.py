@@ -126,14 +126,14 @@ def file_states(*roots: Path) -> dict[str, tuple[int, bytes]]:
 def untrained_references(data_file, untrained_model) -> Path:
     """This course's reference set for the untrained network, written once per session (as ``course
     references`` does) and shared by every test that builds a temporary course."""
-    from course_tools.references import make_references
+    from course_tools.references import make_references, outdated
     from helpers.autograde import reference_key
     from helpers.data import sha256_of
     from helpers.model import weights_fingerprint
 
     key = reference_key(sha256_of(data_file), weights_fingerprint(untrained_model))
     dest = ROOT / "references" / key
-    if not (dest / "manifest.json").is_file():
+    if not (dest / "manifest.json").is_file() or outdated(ROOT, dest):
         env = {"SALIENCY_DATA": str(data_file), "SALIENCY_WEIGHTS": "untrained"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -122,6 +122,26 @@ if _found:
     raise RuntimeError(f"sandbox leaked: {_found}")
 '''
 
+# Replaces the kernel's sockets with links (which the grader's client would follow when it reconnects) and plants
+# a file beside them; if any of it works, the answer fails.
+SOCKET_SWAP = '''import os, glob
+_done = [p for p in glob.glob("/run/kernel/*") if p.endswith(".moved")]
+for _path in glob.glob("/run/kernel/kernel-*"):
+    try:
+        os.rename(_path, _path + ".moved")
+        os.symlink("/run/kernel/elsewhere", _path)
+        _done.append(_path)
+    except OSError:
+        pass
+try:
+    open("/run/kernel/planted", "w").close()
+    _done.append("planted")
+except OSError:
+    pass
+if _done or not glob.glob("/run/kernel/kernel-*"):
+    raise RuntimeError("the socket folder is the kernel's")
+'''
+
 DAEMON = '''import os, sys, time
 if os.fork() == 0:
     os.setsid()
@@ -471,6 +491,8 @@ except ImportError:
          {"make_figures": CHEAP_FIGURES}, kind="honest"),
     Case("prober_of_other_kernels", NB01, _01(2.0), {"correct_class_scores": PROBER + SOLUTION01},
          after=timestamp(None), kind="neighbours"),
+    Case("swaps_its_kernel_sockets_for_links", NB01, _01(2.0), {"correct_class_scores": SOCKET_SWAP + SOLUTION01},
+         kind="neighbours"),
     Case("daemon_that_outlives_its_notebook", NB01, _01(2.0), {"correct_class_scores": DAEMON + SOLUTION01},
          after=timestamp("the twelfth of never"), kind="neighbours"),
     # 3. malformed notebooks never stop the class run

@@ -251,3 +251,20 @@ def test_regrading_keeps_manual_scores(graded):
     with Gradebook(db, course_id="saliency") as gb:
         assert gb.find_grade("histogram_question", "03_reductions_and_histograms", "lab", "no_abs").manual_score == 1.5
         assert gb.find_submission("lab", "no_abs").score == 3.5
+
+
+def test_grading_refuses_references_that_no_longer_fit_the_source(tmp_path, untrained_references):
+    """An instructor who edits a solution and grades without `course build` is stopped before any student runs."""
+    from course_tools.classroom import GradingSetupError, grade_class
+    from course_tools.demo_class import Scenario, write_submission
+
+    course = make_course_copy(tmp_path / "course", untrained_references)
+    write_submission(course, "someone", Scenario("lab", only=("01_data_and_model.ipynb",)))
+    source = course / "source" / "lab" / "01_data_and_model.ipynb"
+    nb = json.loads(source.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["source"] = "".join(code["source"]) + "\n# changed"
+    source.write_text(json.dumps(nb))
+    with pytest.raises(GradingSetupError, match="lab/01_data_and_model.ipynb: its code changed .* run `course build`"):
+        grade_class(course, weights="untrained", unsandboxed=True, log=lambda line: None)
+    assert not (course / "autograded").exists()

@@ -208,3 +208,33 @@ def test_a_test_cell_with_points_and_no_hidden_check_is_named(tmp_path):
     assert line.startswith("lab/01_x.ipynb: test cell 'test_unchecked' (3 points) records no hidden check")
     (key_dir / "01_x" / "files.test_unchecked.spec.json").write_text(json.dumps({"cell": "test_unchecked"}))
     assert unchecked_test_cells([path], key_dir) == []
+
+
+def test_a_reference_set_is_outdated_when_the_code_of_source_changes(tmp_path):
+    import nbformat
+
+    from course_tools.references import code_fingerprint, outdated
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("Some prose."), _test_cell("test_a", 1)]
+    path = tmp_path / "source" / "lab" / "01_x.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+    key_dir = tmp_path / "references" / "key"
+    key_dir.mkdir(parents=True)
+    manifest = key_dir / "manifest.json"
+    manifest.write_text(json.dumps({"key": "key"}))
+    assert outdated(tmp_path, key_dir) == ["it was recorded by an older version of the course tools"]
+    manifest.write_text(json.dumps({"key": "key", "code": {"lab/01_x.ipynb": code_fingerprint(path)}}))
+    assert outdated(tmp_path, key_dir) == []
+    nb.cells[0].source = "Other prose."               # prose may change
+    nbformat.write(nb, path)
+    assert outdated(tmp_path, key_dir) == []
+    nb.cells[1].source = "assert True"                # code may not
+    nbformat.write(nb, path)
+    assert outdated(tmp_path, key_dir) == ["lab/01_x.ipynb: its code changed since the references were recorded"]
+    nbformat.write(nb, path.with_name("02_y.ipynb"))
+    manifest.write_text(json.dumps({"key": "key", "code": {"lab/01_x.ipynb": code_fingerprint(path),
+                                                           "lab/00_gone.ipynb": "0" * 64}}))
+    assert outdated(tmp_path, key_dir) == ["lab/02_y.ipynb: new since the references were recorded",
+                                           "lab/00_gone.ipynb: removed since the references were recorded"]

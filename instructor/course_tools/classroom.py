@@ -260,6 +260,12 @@ def grade_class(root: Path, *, jobs: int | None = None, students: list[str] | No
     if not (references_dir(root) / key / "manifest.json").is_file():
         raise GradingSetupError(f"no reference arrays for {key}: run `course build` (or `course references`) "
                                 "with the same data and weights first")
+    from .references import outdated
+
+    stale = outdated(root, references_dir(root) / key)
+    if stale:
+        raise GradingSetupError(f"the reference arrays for {key} do not fit source/ any more ({'; '.join(stale)}): "
+                                "run `course build` (or `course references`) first")
     for folder in sorted(p for p in (references_dir(root) / key).iterdir() if p.is_dir()):
         load_specs(folder)   # refuses a set recorded by an older version, before any student is graded
     _ensure_gradebook(root)

@@ -14,6 +14,7 @@ work (e.g. grading's per-cell limit: the solution's time times a margin).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -146,6 +147,7 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             "torch": torch.__version__,
             "python": platform.python_version(),
             "notebooks": {f"{r.notebook.parent.name}/{r.notebook.name}": round(r.seconds, 1) for r in results},
+            "code": {_relative(root, nb): code_fingerprint(nb) for nb in notebooks},
         }
         (key_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
         timings = timing_record(results, concurrent=concurrent, figures=keep_outputs is not None,
@@ -164,6 +166,39 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             shutil.rmtree(dest)
         os.replace(staging, dest)
     return dest
+
+
+def code_fingerprint(path: Path) -> str:
+    """SHA-256 of what a notebook computes: its code cells' sources and grade_ids, in order (prose excluded)."""
+    digest = hashlib.sha256()
+    for cell in read_notebook(path).cells:
+        if cell.get("cell_type") == "code":
+            digest.update(json.dumps([grade_id(cell), cell.get("source", "")]).encode())
+    return digest.hexdigest()
+
+
+def _relative(root: Path, notebook: Path) -> str:
+    return notebook.relative_to(Path(root) / "source").as_posix()
+
+
+def outdated(root: Path, key_dir: Path) -> list[str]:
+    """Why a reference set no longer fits ``source/``, one line each (empty when it fits).
+
+    A set fits while the code of every source notebook is what it was when the set was recorded
+    (:func:`code_fingerprint`: prose may change) and no notebook was added or removed.
+    """
+    try:
+        recorded = json.loads((Path(key_dir) / "manifest.json").read_text()).get("code")
+    except (OSError, ValueError) as err:
+        return [f"its manifest cannot be read ({type(err).__name__})"]
+    if not isinstance(recorded, dict):
+        return ["it was recorded by an older version of the course tools"]
+    current = {_relative(root, nb): code_fingerprint(nb) for nb in source_notebooks(root)}
+    lines = [f"{name}: its code changed since the references were recorded"
+             for name in sorted(current) if name in recorded and recorded[name] != current[name]]
+    lines += [f"{name}: new since the references were recorded" for name in sorted(set(current) - set(recorded))]
+    lines += [f"{name}: removed since the references were recorded" for name in sorted(set(recorded) - set(current))]
+    return lines
 
 
 def unchecked_test_cells(notebooks: list[Path], key_dir: Path) -> list[str]:

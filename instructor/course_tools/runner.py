@@ -76,6 +76,9 @@ class Kernel:
         long for them to end; called when the kernel must stop and after every run.
     death_reason : callable, optional
         ``death_reason()``: why the kernel died, in one line, when its host knows (out of memory), else ``None``.
+    ready : callable, optional
+        ``ready()``: called once the kernel answers, before the first cell runs (the notebook's code has not
+        run yet), e.g. to take back what the kernel needed only to start.
     """
 
     cwd: Path
@@ -88,6 +91,7 @@ class Kernel:
     connection_file: str | None = None
     kill_all: Callable[[float], Any] | None = None
     death_reason: Callable[[], str | None] | None = None
+    ready: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cwd, Path):
@@ -310,6 +314,8 @@ class _Run:
         try:
             with client.setup_kernel(**start_options):
                 self.result.startup_seconds = time.monotonic() - start
+                if self.kernel.ready is not None:
+                    self.kernel.ready()
                 watchdog.start()
                 for index, cell in enumerate(self.nb.cells):
                     if cell.get("cell_type") != "code" or not cell.get("source", "").strip():

@@ -234,7 +234,18 @@ class KernelJob:
         return Kernel(cwd=self.work, name="saliency-sandbox", argv=self.kernel_argv(), transport="ipc",
                       ip=str(self.sockets / "kernel"), connection_file=str(self.sockets / "connection.json"),
                       kill_all=(lambda wait: cgroup.kill(wait=wait)) if cgroup is not None else None,
-                      death_reason=death_reason)
+                      death_reason=death_reason, ready=self.lock_sockets)
+
+    def lock_sockets(self) -> None:
+        """Take the socket folder back from the kernel once its sockets are bound.
+
+        The kernel needs to create its sockets there; afterwards the folder belongs to the grader (root, 0755),
+        so the student's code can no longer replace a socket with a link to something else, which the grader's
+        ZeroMQ client would follow when it reconnects.
+        """
+        if self.policy.isolated:
+            os.chown(self.sockets, 0, 0)
+            os.chmod(self.sockets, 0o755)
 
     def bwrap_argv(self, command: list[str]) -> list[str]:
         """The bubblewrap command line around ``command``."""
