@@ -37,6 +37,7 @@ import torch
 
 from ._validation import describe, require_number, to_numpy
 from .checks import TOLERANCE, assert_matches_reference, compare_arrays
+from .figure_files import FIGURE_SIMILARITY, MAGIC, compare_figure, figure_fingerprint, figure_layout, same_layout
 
 RECORD_ENV = "SALIENCY_RECORD_REFERENCES"
 OUTBOX_ENV = "SALIENCY_GRADING_OUTBOX"
@@ -250,31 +251,57 @@ class HiddenChecks:
             spec["cross_check"] = dict(cross_check)
         (folder / f"{name}.spec.json").write_text(json.dumps(spec))
 
-    def require_files(self, names: list[str], *, cell: str) -> None:
+    def require_files(self, names: list[str], *, cell: str, similarity: float = FIGURE_SIMILARITY,
+                      match_rows: int = 1) -> None:
         """Ask the grader to check the figure files the notebook saves (PNG or PDF).
 
-        In *record* mode the solution's files give the expected layout (pixel size,
-        page shape); the grader then accepts only files the student's notebook wrote
-        in its run, that decode fully, are not blank and have that layout.
+        In *record* mode the solution's files give the expected layout (pixel size, page shape) and what
+        they show (:func:`helpers.figure_files.figure_fingerprint`); the grader then accepts only files the
+        student's notebook wrote in its run, that decode fully, are not blank, have that layout and show
+        what the solution's show in their first ``match_rows`` rows of panels. In *check* mode (an
+        instructor running the source notebook) the files are held against the recorded references if
+        there are any, else only checked to be figures.
+
+        Parameters
+        ----------
+        names : list of str
+            Plain ``.png`` or ``.pdf`` file names, in the notebook's folder.
+        cell : str
+            The nbgrader ``grade_id`` of the test cell this check belongs to.
+        similarity : float, default :data:`helpers.figure_files.FIGURE_SIMILARITY` (0.95)
+            Least correlation (0..1) of the matched rows' thumbnails with the solution's.
+        match_rows : int, default 1
+            How many rows of panels, from the top, must look like the solution's: those the exercise fixes
+            (its images), which neither a wrong map nor another colour map changes. The rows below count
+            for the layout only.
         """
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
             raise TypeError(f"names must be a non-empty list of file names, got {describe(names)}")
         for n in names:
-            if not _NAME.match(n) or Path(n).suffix.lower() not in _MAGIC:
+            if not _NAME.match(n) or Path(n).suffix.lower() not in MAGIC:
                 raise ValueError(f"names must be plain .png or .pdf file names, got {n!r}")
         if not isinstance(cell, str) or not _NAME.match(cell):
             raise ValueError(f"cell must be the grade_id of a test cell, got {cell!r}")
+        similarity = float(require_number("similarity", similarity, low=0, high=1))
+        match_rows = int(require_number("match_rows", match_rows, low=0, integer=True))
         mode = self.mode
         if mode == "grade":
             return
+        folder = self._reference_folder()
+        spec_path = folder / f"files.{cell}.spec.json"
         if mode == "record":
-            folder = self._reference_folder()
             folder.mkdir(parents=True, exist_ok=True)
-            layouts = {n: figure_layout(Path(n).read_bytes(), Path(n).suffix) for n in names}
-            spec = {"cell": cell, "files": layouts}
-            (folder / f"files.{cell}.spec.json").write_text(json.dumps(spec))
+            files = {}
+            for n in names:
+                data = Path(n).read_bytes()
+                files[n] = {**figure_layout(data, Path(n).suffix),
+                            "fingerprint": figure_fingerprint(data, Path(n).suffix, match_rows)}
+            spec = {"cell": cell, "similarity": similarity, "match_rows": match_rows, "files": files}
+            spec_path.write_text(json.dumps(spec))
             return
-        problems = [problem for name in names if (problem := check_file(Path(name)))]
+        expected = json.loads(spec_path.read_text()).get("files", {}) if spec_path.is_file() else {}
+        problems = [problem for name in names
+                    if (problem := check_file(Path(name), expected.get(name), similarity))]
         if problems:
             raise AssertionError("; ".join(problems))
 
@@ -289,94 +316,24 @@ def _require_cross_check(cross_check: Any) -> None:
             raise TypeError(f"cross_check argument {key!r} must be a number, str, bool or None, got {describe(value)}")
 
 
-_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
-MIN_FIGURE_BYTES = 5000
-#: Largest image the grader decodes (a PNG of a few hundred bytes can claim gigapixels).
-MAX_FIGURE_PIXELS = 40_000_000
-_MEDIABOX = re.compile(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]")
+def check_file(path: Path, expected: dict | None = None, similarity: float = FIGURE_SIMILARITY) -> str | None:
+    """Return what is wrong with a handed-in figure file, or ``None`` if it looks right.
 
-
-def figure_layout(data: bytes, suffix: str) -> dict:
-    """Decode a saved figure and describe its layout; ``ValueError`` says why it is not a figure.
-
-    Parameters
-    ----------
-    data : bytes
-        The file's content.
-    suffix : {".png", ".pdf"}
-        Its kind.
-
-    Returns
-    -------
-    dict
-        ``{"kind": "png", "width": w, "height": h}`` or ``{"kind": "pdf", "width": w, "height": h,
-        "pages": n}`` (PDF sizes in points).
+    With ``expected`` (a file's entry of a recorded ``require_files`` spec) the file must also have its
+    layout and show what its fingerprint describes.
     """
-    if not isinstance(data, bytes):
-        raise TypeError(f"data must be bytes, got {describe(data)}")
-    suffix = str(suffix).lower()
-    if suffix not in _MAGIC:
-        raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
-    kind = suffix[1:].upper()
-    if not data.startswith(_MAGIC[suffix]):
-        raise ValueError(f"it is not a {kind} file")
-    if len(data) < MIN_FIGURE_BYTES:
-        raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
-    if suffix == ".pdf":
-        return _pdf_layout(data)
-    return _png_layout(data)
-
-
-def _png_layout(data: bytes) -> dict:
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > MAX_FIGURE_PIXELS:
-                raise ValueError(f"it claims {width} x {height} pixels, more than a figure has")
-            image.load()
-            pixels = np.asarray(image.convert("L"), dtype=np.float32)
-    except ValueError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any decoding failure means: not a usable PNG
-        raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
-    if pixels.std() < 1.0:
-        raise ValueError("the image is blank (one flat colour)")
-    return {"kind": "png", "width": int(width), "height": int(height)}
-
-
-def _pdf_layout(data: bytes) -> dict:
-    if b"%%EOF" not in data[-2048:]:
-        raise ValueError("it is not a complete PDF file (no end-of-file marker)")
-    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
-    box = _MEDIABOX.search(data)
-    if pages == 0 or box is None:
-        raise ValueError("the PDF has no page")
-    x0, y0, x1, y1 = (float(v) for v in box.groups())
-    if not (x1 - x0 > 10 and y1 - y0 > 10):
-        raise ValueError("the PDF's page is empty")
-    return {"kind": "pdf", "width": round(x1 - x0, 1), "height": round(y1 - y0, 1), "pages": pages}
-
-
-def same_layout(found: dict, expected: dict, tolerance: float = 0.15) -> bool:
-    """Whether a student's figure has the solution's layout (kind, pages, aspect ratio within ``tolerance``)."""
-    if found.get("kind") != expected.get("kind") or found.get("pages", 1) != expected.get("pages", 1):
-        return False
-    ratio = (found["width"] / found["height"]) / (expected["width"] / expected["height"])
-    return abs(ratio - 1.0) <= tolerance
-
-
-def check_file(path: Path) -> str | None:
-    """Return what is wrong with a handed-in figure file, or ``None`` if it looks right."""
     if not path.is_file():
         return f"{path.name} is missing"
     if path.stat().st_size > 64 * 2**20:
         return f"{path.name} is far too large for a figure"
+    data = path.read_bytes()
     try:
-        figure_layout(path.read_bytes(), path.suffix)
+        layout = figure_layout(data, path.suffix)
     except ValueError as err:
         return f"{path.name}: {err}"
-    return None
+    if expected is None:
+        return None
+    if not same_layout(layout, expected):
+        return f"{path.name} does not have the expected layout: make it with the plotting function the exercise names"
+    problem = compare_figure(data, path.suffix, expected["fingerprint"], similarity)
+    return f"{path.name}: {problem}" if problem else None

@@ -275,6 +275,25 @@ Image.new("RGB", _size, (255, 255, 255)).save("smoothgrad_maps.png", compress_le
 WRONG_LAYOUT_PNG = CHEAP_FIGURES + '''from PIL import Image
 Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save("smoothgrad_maps.png")
 '''
+NOISE_PNG_OF_THE_RIGHT_SIZE = CHEAP_FIGURES + '''from PIL import Image
+_width, _height = Image.open("smoothgrad_maps.png").size
+_noise = np.random.default_rng(0).integers(0, 255, (_height, _width, 3), dtype=np.uint8)
+Image.fromarray(_noise).save("smoothgrad_maps.png")
+'''
+# A valid matplotlib PDF of the right page, over the size a figure needs (white text), that draws no panel.
+CONTENT_FREE_PDF = CHEAP_FIGURES + '''import re
+_box = re.search(rb"/MediaBox \\[ ([0-9.]+) ([0-9.]+) ([0-9.]+) ([0-9.]+) \\]", open("smoothgrad_maps.pdf", "rb").read())
+_fig = plt.figure(figsize=(float(_box.group(3)) / 72, float(_box.group(4)) / 72))
+_fig.text(0.5, 0.5, " ".join(str(i) for i in range(3000)), color="white", fontsize=1)
+_fig.savefig("smoothgrad_maps.pdf")
+'''
+# The asked-for plots, of the wrong images: the right layout and sizes, not the asked-for figure.
+OTHER_IMAGES_FIGURES = '''vanilla5 = maxabs_over_channels(compute_saliency(helpers.preprocess_batch(X[5:10]), torch.from_numpy(y[5:10]), model))
+fig = plots.show_saliency_grid(X[5:10], vanilla5, y[5:10], class_names, cmap="hot")
+plots.save_figure(fig, "smoothgrad_maps")
+fig = plots.show_smoothgrad_comparison(X[5:10], vanilla5, vanilla5, y[5:10], class_names, cmap="hot")
+plots.save_figure(fig, "smoothgrad_vs_vanilla")
+'''
 
 
 # ----------------------------------------------------------------------------- edits of the written files
@@ -486,6 +505,15 @@ except ImportError:
          {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": BLANK_PNG}, message="blank", kind="forgery"),
     Case("hw_png_of_the_wrong_layout", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
          {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": WRONG_LAYOUT_PNG}, message="layout", kind="forgery"),
+    Case("hw_noise_png_of_the_right_size", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
+         {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": NOISE_PNG_OF_THE_RIGHT_SIZE},
+         message="smoothgrad_maps.png: its panels are not arranged", kind="forgery"),
+    Case("hw_content_free_pdf_of_the_right_page", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
+         {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": CONTENT_FREE_PDF},
+         message="smoothgrad_maps.pdf: its panels are not arranged", kind="forgery"),
+    Case("hw_figures_of_other_images", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
+         {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": OTHER_IMAGES_FIGURES},
+         message="row 1 of panels does not show what the exercise asks for", kind="forgery"),
     # 2. honest students must not lose points
     Case("hw_rng_idiom_honest", NB04, {"test_smoothgrad": 6.0, "test_figure_files": 2.0},
          {"make_figures": CHEAP_FIGURES}, kind="honest"),

@@ -13,8 +13,8 @@ import pytest
 
 from course_tools import classroom, cli
 from course_tools.grading import (DEFAULT_CELL_TIMEOUT, CourseGradingConfig, GradingSettings, course_grading_config,
-                                  graded_cells, judge_value, load_specs, read_submission, rebuild_notebook,
-                                  solution_timings)
+                                  graded_cells, judge_files, judge_value, load_specs, read_submission,
+                                  rebuild_notebook, solution_timings)
 from course_tools.paths import CourseError
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
 from helpers.checks import TOLERANCE
@@ -69,8 +69,106 @@ def test_a_declared_tolerance_is_recorded_and_used(tmp_path, monkeypatch):
 def test_a_figure_spec_needs_no_tolerance(tmp_path, monkeypatch):
     folder = tmp_path / "nb"
     folder.mkdir()
-    (folder / "files.test_fig.spec.json").write_text(json.dumps({"cell": "test_fig", "files": {}}))
-    assert load_specs(folder) == {"test_fig": [("files.test_fig", {"cell": "test_fig", "files": {}})]}
+    spec = {"cell": "test_fig", "similarity": 0.95, "match_rows": 1, "files": {}}
+    (folder / "files.test_fig.spec.json").write_text(json.dumps(spec))
+    assert load_specs(folder) == {"test_fig": [("files.test_fig", spec)]}
+
+
+# ----------------------------------------------------------------------------- figure files
+
+FIGURE_RNG = np.random.default_rng(12)
+IMAGES = FIGURE_RNG.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+MAPS = FIGURE_RNG.random((4, 32, 32))
+
+
+def _save_figures(folder: Path, images=IMAGES, maps=MAPS, **kwargs) -> None:
+    """Two figures as an exercise asks for them (images above their maps), each as PNG and PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plots.save_figure(plots.show_saliency_grid(images, maps, **{"cmap": "hot", **kwargs}), folder / "grid")
+    plots.save_figure(plots.show_smoothgrad_comparison(images, maps, maps[::-1], **{"cmap": "hot", **kwargs}),
+                      folder / "comparison")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+FIGURE_NAMES = ["grid.png", "grid.pdf", "comparison.png", "comparison.pdf"]
+
+
+@pytest.fixture
+def figure_spec(tmp_path, monkeypatch):
+    """The solution's figures recorded through the real HiddenChecks hook; returns (reference folder, spec)."""
+    _save_figures(tmp_path / "solution")
+    monkeypatch.chdir(tmp_path / "solution")
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    HiddenChecks("0" * 64, "1" * 12, "nb").require_files(FIGURE_NAMES, cell="test_fig")
+    monkeypatch.delenv(RECORD_ENV)
+    folder = next((tmp_path / "refs").iterdir()) / "nb"
+    [(_, spec)] = load_specs(folder)["test_fig"]
+    return folder, spec
+
+
+def test_a_recorded_figure_spec_holds_layout_and_fingerprint(figure_spec):
+    _, spec = figure_spec
+    assert spec["similarity"] == 0.95 and spec["match_rows"] == 1 and sorted(spec["files"]) == sorted(FIGURE_NAMES)
+    assert spec["files"]["grid.pdf"]["fingerprint"]["rows"] == [4, 4]
+    assert spec["files"]["comparison.png"]["fingerprint"]["rows"] == 3
+
+
+@pytest.mark.parametrize("variant", [{"maps": MAPS ** 3}, {"cmap": "gray"}, {"cmap": "diverging"},
+                                     {"same_scale": True}])
+def test_honest_figures_are_judged_right(tmp_path, figure_spec, variant):
+    _save_figures(tmp_path / "work", **variant)
+    assert judge_files(tmp_path / "work", figure_spec[1], None) == []
+
+
+def test_figures_of_other_images_noise_or_nothing_are_judged_wrong(tmp_path, figure_spec):
+    from PIL import Image
+
+    work = tmp_path / "work"
+    _save_figures(work, images=IMAGES[::-1])   # the right layout, the images in another order
+    problems = judge_files(work, figure_spec[1], None)
+    assert len(problems) == 4 and all("does not show what the exercise asks for" in p for p in problems)
+    _save_figures(work)
+    size = Image.open(work / "grid.png").size
+    Image.fromarray(FIGURE_RNG.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(work / "grid.png")
+    (work / "comparison.pdf").unlink()
+    assert judge_files(work, figure_spec[1], None) == [
+        "grid.png: its panels are not arranged as in the figure the exercise asks for (rows of panels found: 1)",
+        "comparison.pdf is missing"]
+
+
+def test_in_check_mode_the_recorded_figures_are_the_reference(tmp_path, figure_spec, monkeypatch):
+    """An instructor running a source notebook sees the grader's verdict on its figures."""
+    monkeypatch.setenv("SALIENCY_REFERENCES", str(figure_spec[0].parents[1]))
+    _save_figures(tmp_path / "work", cmap="gray")
+    monkeypatch.chdir(tmp_path / "work")
+    checks = HiddenChecks("0" * 64, "1" * 12, "nb")
+    checks.require_files(FIGURE_NAMES, cell="test_fig")
+    _save_figures(tmp_path / "work", images=IMAGES[::-1])
+    with pytest.raises(AssertionError, match="grid.png: row 1 of panels does not show what the exercise asks for"):
+        checks.require_files(FIGURE_NAMES, cell="test_fig")
+
+
+def test_a_figure_spec_without_what_the_figures_show_is_refused(figure_spec):
+    folder, spec = figure_spec
+    old = {"cell": "test_fig", "files": {name: {k: v for k, v in entry.items() if k != "fingerprint"}
+                                         for name, entry in spec["files"].items()}}
+    (folder / "files.test_fig.spec.json").write_text(json.dumps(old))
+    with pytest.raises(CourseError, match="older version .* run `course references` again"):
+        load_specs(folder)
+
+
+@pytest.mark.parametrize("kwargs, error", [({"similarity": 1.5}, ValueError), ({"similarity": "high"}, TypeError),
+                                           ({"match_rows": -1}, ValueError), ({"match_rows": 1.0}, TypeError)])
+def test_require_files_checks_its_arguments(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        HiddenChecks("0" * 64, "1" * 12, "nb").require_files(["a.png"], cell="test_fig", **kwargs)
 
 
 def test_a_spec_recorded_without_a_tolerance_is_refused(recorded):

@@ -15,7 +15,8 @@ How one submitted notebook is graded
 4. **Judge** in this process once every process of the sandbox is dead: each result is read strictly
    (:mod:`course_tools.results`) and compared with the references by :func:`helpers.checks.compare_arrays`,
    together with the typical mistakes each hidden test declared beside its exercise; figures count only
-   if the notebook wrote them in this run and they decode with the solution's layout. Feedback uses the
+   if the notebook wrote them in this run, they decode with the solution's layout and show what the
+   solution's show (the rows of panels the exercise fixes, :mod:`helpers.figure_files`). Feedback uses the
    grader's own words only: exception *types*, never text that student code put into an exception.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from helpers.autograde import same_layout
+from helpers.figure_files import compare_figure, same_layout
 from helpers.checks import compare_arrays
 
 from .paths import CourseError
@@ -262,6 +263,10 @@ def load_specs(reference_folder: Path) -> dict[str, list[tuple[str, dict]]]:
         if "files" not in spec and "tolerance" not in spec:
             raise CourseError(f"{spec_path}: recorded by an older version of the course tools (no 'tolerance'); "
                               "run `course references` again")
+        if "files" in spec and ("similarity" not in spec
+                                or not all("fingerprint" in f for f in spec["files"].values())):
+            raise CourseError(f"{spec_path}: recorded by an older version of the course tools (figures without "
+                              "what they show); run `course references` again")
         specs.setdefault(spec["cell"], []).append((spec_path.name[: -len(".spec.json")], spec))
     return specs
 
@@ -288,11 +293,12 @@ def judge_value(reference_folder: Path, outbox: Path, check_name: str, spec: dic
 
 
 def judge_files(work: Path, spec: dict, execution: Execution | None) -> list[str]:
-    """Problems with the figure files a test cell asks for (each must come from this run)."""
+    """Problems with the figure files a test cell asks for (each must come from this run, have the solution's
+    layout and show what the solution's shows: :mod:`helpers.figure_files`)."""
     problems = []
     for name, expected in spec["files"].items():
         try:
-            _, layout = read_figure(work, name)
+            data, layout = read_figure(work, name)
         except ResultError as err:
             message = str(err)
             if execution is not None and (execution.timed_out or execution.notebook_timed_out):
@@ -302,6 +308,8 @@ def judge_files(work: Path, spec: dict, execution: Execution | None) -> list[str
         if not same_layout(layout, expected):
             problems.append(f"{name} does not have the expected layout: make it with the plotting function "
                             "the exercise names")
+        elif problem := compare_figure(data, Path(name).suffix, expected["fingerprint"], spec["similarity"]):
+            problems.append(f"{name}: {problem}")
     return problems
 
 
