@@ -300,6 +300,9 @@ class HiddenChecks:
             spec_path.write_text(json.dumps(spec))
             return
         expected = json.loads(spec_path.read_text()).get("files", {}) if spec_path.is_file() else {}
+        if not all(isinstance(entry, dict) and "fingerprint" in entry for entry in expected.values()):
+            raise AssertionError(f"{spec_path} was recorded by an older version of the course tools. Instructors: "
+                                 "run `course references` again at the course root.")
         problems = [problem for name in names
                     if (problem := check_file(Path(name), expected.get(name), similarity))]
         if problems:

@@ -86,10 +86,12 @@ def figure_layout(data: bytes, suffix: str) -> dict:
     suffix = _check_file(data, suffix)
     if suffix == ".pdf":
         return _pdf_layout(data)
-    pixels = _decode_png(data)
-    if pixels.astype(np.float32).std() < 1.0:
+    from PIL import ImageStat
+
+    image = _open_png(data)
+    if ImageStat.Stat(image.convert("L")).stddev[0] < 1.0:   # from the histogram: no copy in floats
         raise ValueError("the image is blank (one flat colour)")
-    return {"kind": "png", "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}
+    return {"kind": "png", "width": int(image.width), "height": int(image.height)}
 
 
 def _check_file(data: Any, suffix: Any) -> str:
@@ -107,23 +109,29 @@ def _check_file(data: Any, suffix: Any) -> str:
 
 def _decode_png(data: bytes) -> np.ndarray:
     """RGB pixels (uint8, transparency laid over white) of a PNG within :data:`MAX_FIGURE_PIXELS`."""
+    return np.asarray(_open_png(data))
+
+
+def _open_png(data: bytes):
+    """The decoded RGB image (transparency laid over white) of a PNG within :data:`MAX_FIGURE_PIXELS`."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            width, height = image.size
-            if width * height > MAX_FIGURE_PIXELS:
-                raise ValueError(f"it claims {width} x {height} pixels, more than a figure has")
+        image = Image.open(io.BytesIO(data), formats=["PNG"])
+        width, height = image.size
+    except Exception as err:  # noqa: BLE001 - any failure to read the header: not a usable PNG
+        raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
+    with image:
+        if width * height > MAX_FIGURE_PIXELS:
+            raise ValueError(f"it claims {width} x {height} pixels, more than a figure has")
+        try:
             image.load()
             if image.mode in ("RGBA", "LA", "PA", "P", "RGBa", "La") or "transparency" in image.info:
-                image = image.convert("RGBA")
                 white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(white, image)
-            return np.asarray(image.convert("RGB"))
-    except ValueError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any decoding failure means: not a usable PNG
-        raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
+                return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+            return image.convert("RGB")
+        except Exception as err:  # noqa: BLE001 - any decoding failure means: not a usable PNG
+            raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
 
 
 def _pdf_layout(data: bytes) -> dict:
@@ -266,7 +274,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 def _thumbnail(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(pixels).convert("L").resize(size, Image.Resampling.BOX), dtype=np.float64)
+    return np.asarray(Image.fromarray(pixels).convert("L").resize(size, Image.BOX), dtype=np.float64)
 
 
 def _ink(pixels: np.ndarray) -> np.ndarray:
