@@ -1,4 +1,5 @@
-"""Tests of helpers.figure_files: what a handed-in figure shows, judged against the solution's fingerprint.
+"""Tests of course_tools.figures, the grader's side of handed-in figure files: what a figure shows, judged
+against the solution's fingerprint, and the fingerprints added to a reference set just recorded.
 
 The "solution" here is the homework's exercise-5 figure drawn from the lab's first five images with seeded
 maps; honest variants (other maps, other colour maps, colour bars, a title, other resolutions) must pass,
@@ -9,9 +10,11 @@ be refused quickly, in the grader's words, without an exception escaping.
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 import zlib
+from pathlib import Path
 
 import matplotlib
 
@@ -21,8 +24,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers import plots  # noqa: E402
-from helpers.figure_files import (FIGURE_SIMILARITY, compare_figure, figure_fingerprint,  # noqa: E402
-                                  figure_layout, same_layout)
+from course_tools.figures import (FIGURE_SIMILARITY, compare_figure, figure_fingerprint,  # noqa: E402
+                                 fingerprint_recorded_figures)
+from course_tools.paths import CourseError  # noqa: E402
+from helpers.autograde import RECORD_ENV, HiddenChecks, figure_layout, same_layout  # noqa: E402
 
 ARRANGED = "not arranged as in the figure the exercise asks for"
 SHOWS = "does not show what the exercise asks for"
@@ -249,3 +254,42 @@ def test_an_image_object_decodes_as_matplotlib_writes_it(solution):
     data = _figure_pdf(_CONTENT, _rgb_image(8, 8, zlib.compress(rows)))
     verdict = compare_figure(data, ".pdf", {**prints["pdf"], "rows": [5]})
     assert verdict is not None and SHOWS in verdict     # decoded, compared, and not the lab's images
+
+
+# ----------------------------------------------------------------------------- a reference set just recorded
+
+def _record(tmp_path, monkeypatch, files: dict[str, bytes], match_rows: int = 1) -> Path:
+    """Record ``files`` as a solution's figures through the real hook; returns the notebook's reference folder."""
+    work = tmp_path / "solution"
+    work.mkdir()
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "refs"))
+    HiddenChecks("0" * 64, "1" * 12, "nb").require_files(list(files), cell="test_fig", match_rows=match_rows)
+    return next((tmp_path / "refs").iterdir()) / "nb"
+
+
+def test_the_kernel_records_layouts_and_copies_and_the_grader_adds_the_fingerprints(tmp_path, monkeypatch, solution):
+    files, prints = solution
+    folder = _record(tmp_path, monkeypatch, {"fig.png": files["png"], "fig.pdf": files["pdf"]})
+    spec_path = folder / "files.test_fig.spec.json"
+    recorded = json.loads(spec_path.read_text())
+    assert all("fingerprint" not in entry for entry in recorded["files"].values())
+    assert (folder / "files.test_fig.fig.png").read_bytes() == files["png"]
+    assert sorted(fingerprint_recorded_figures(folder.parent)) == ["nb/fig.pdf", "nb/fig.png"]
+    completed = json.loads(spec_path.read_text())
+    assert completed["files"]["fig.png"] == {**recorded["files"]["fig.png"], "fingerprint": prints["png"]}
+    assert completed["files"]["fig.pdf"]["fingerprint"] == prints["pdf"]
+
+
+def test_a_recorded_figure_that_cannot_be_a_reference_is_refused(tmp_path, monkeypatch, solution):
+    files, _ = solution
+    folder = _record(tmp_path, monkeypatch, {"fig.png": files["png"]}, match_rows=4)
+    with pytest.raises(CourseError, match="nb: the solution's fig.png cannot be .* fewer than match_rows=4"):
+        fingerprint_recorded_figures(folder.parent)
+    (folder / "files.test_fig.fig.png").unlink()
+    with pytest.raises(CourseError, match="fig.png was not copied beside it; run `course references` again"):
+        fingerprint_recorded_figures(folder.parent)
+    with pytest.raises(CourseError, match="key_dir must be a reference set folder"):
+        fingerprint_recorded_figures(tmp_path / "nowhere")

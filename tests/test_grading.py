@@ -15,6 +15,7 @@ from course_tools import classroom, cli
 from course_tools.grading import (DEFAULT_CELL_TIMEOUT, CourseGradingConfig, GradingSettings, course_grading_config,
                                   graded_cells, judge_files, judge_value, load_specs, read_submission,
                                   rebuild_notebook, solution_timings)
+from course_tools.figures import fingerprint_recorded_figures
 from course_tools.paths import CourseError
 from helpers.autograde import HiddenChecks, RECORD_ENV, serialise
 from helpers.checks import TOLERANCE
@@ -109,6 +110,7 @@ def figure_spec(tmp_path, monkeypatch):
     HiddenChecks("0" * 64, "1" * 12, "nb").require_files(FIGURE_NAMES, cell="test_fig")
     monkeypatch.delenv(RECORD_ENV)
     folder = next((tmp_path / "refs").iterdir()) / "nb"
+    fingerprint_recorded_figures(folder.parent)   # as `course references` does once the notebooks ran
     [(_, spec)] = load_specs(folder)["test_fig"]
     return folder, spec
 
@@ -143,16 +145,24 @@ def test_figures_of_other_images_noise_or_nothing_are_judged_wrong(tmp_path, fig
         "comparison.pdf is missing"]
 
 
-def test_in_check_mode_the_recorded_figures_are_the_reference(tmp_path, figure_spec, monkeypatch):
-    """An instructor running a source notebook sees the grader's verdict on its figures."""
+def test_in_check_mode_the_recorded_layouts_are_the_reference(tmp_path, figure_spec, monkeypatch):
+    """An instructor running a source notebook sees its figures held against the recorded layouts (what they
+    show is the grader's to judge: the student package has no such code)."""
     monkeypatch.setenv("SALIENCY_REFERENCES", str(figure_spec[0].parents[1]))
     _save_figures(tmp_path / "work", cmap="gray")
     monkeypatch.chdir(tmp_path / "work")
     checks = HiddenChecks("0" * 64, "1" * 12, "nb")
     checks.require_files(FIGURE_NAMES, cell="test_fig")
-    _save_figures(tmp_path / "work", images=IMAGES[::-1])
-    with pytest.raises(AssertionError, match="grid.png: row 1 of panels does not show what the exercise asks for"):
+    _save_figures(tmp_path / "work", images=IMAGES[:2], maps=MAPS[:2])   # of two images: another aspect ratio
+    with pytest.raises(AssertionError, match="grid.png does not have the expected layout"):
         checks.require_files(FIGURE_NAMES, cell="test_fig")
+
+
+def test_the_solution_figures_are_copied_beside_the_spec_and_never_read_as_checks(figure_spec):
+    folder, spec = figure_spec
+    assert sorted(p.name for p in folder.glob("files.test_fig.*") if not p.name.endswith(".spec.json")) == \
+        sorted(f"files.test_fig.{name}" for name in FIGURE_NAMES)
+    assert list(load_specs(folder)) == ["test_fig"]
 
 
 def test_a_figure_spec_without_what_the_figures_show_is_refused(figure_spec):

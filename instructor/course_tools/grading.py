@@ -16,7 +16,7 @@ How one submitted notebook is graded
    (:mod:`course_tools.results`) and compared with the references by :func:`helpers.checks.compare_arrays`,
    together with the typical mistakes each hidden test declared beside its exercise; figures count only
    if the notebook wrote them in this run, they decode with the solution's layout and show what the
-   solution's show (the rows of panels the exercise fixes, :mod:`helpers.figure_files`). Feedback uses the
+   solution's show (the rows of panels the exercise fixes, :mod:`course_tools.figures`). Feedback uses the
    grader's own words only: exception *types*, never text that student code put into an exception.
 """
 
@@ -34,9 +34,10 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from helpers.figure_files import compare_figure, same_layout
+from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
+from .figures import compare_figure
 from .paths import CourseError
 from .nbgrader_cells import (grade_id, is_autograder_test, is_grade, is_locked, is_solution, nbgrader_metadata,
                              points)
@@ -294,7 +295,7 @@ def judge_value(reference_folder: Path, outbox: Path, check_name: str, spec: dic
 
 def judge_files(work: Path, spec: dict, execution: Execution | None) -> list[str]:
     """Problems with the figure files a test cell asks for (each must come from this run, have the solution's
-    layout and show what the solution's shows: :mod:`helpers.figure_files`)."""
+    layout and show what the solution's shows: :mod:`course_tools.figures`)."""
     problems = []
     for name, expected in spec["files"].items():
         try:

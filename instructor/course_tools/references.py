@@ -7,6 +7,10 @@ reference set is keyed by the data file's hash and the weights' fingerprint
 at the course root, outside ``source/``, so that nbgrader never copies it
 into ``release/`` and students never receive it.
 
+A figure a hidden test asks for (``require_files``) is recorded as its layout and a copy of the solution's
+file; once the notebooks ran, :func:`course_tools.figures.fingerprint_recorded_figures` adds to its spec what
+the figure shows, on this side: the student package holds no such code.
+
 Beside the arrays, ``timings.json`` records how long each cell of each
 solution ran (see :func:`timing_record`), so that time limits can follow the
 work (e.g. grading's per-cell limit: the solution's time times a margin).
@@ -30,6 +34,7 @@ import torch
 
 from helpers.autograde import RECORD_ENV, deserialise, reference_key
 
+from .figures import fingerprint_recorded_figures
 from .nbgrader_cells import grade_id, is_autograder_test, points
 from .notebooks import available_cores, copy_tree, execute_notebook, format_execution, read_notebook
 from .paths import CourseError, references_dir, source_notebooks
@@ -129,6 +134,8 @@ def make_references(root: Path, *, jobs: int = 1, env: dict[str, str] | None = N
             raise ReferenceError(f"expected one reference set, found {[k.name for k in keys]}: "
                                  "did the notebooks use different data or weights?")
         key_dir = keys[0]
+        for name in fingerprint_recorded_figures(key_dir):
+            log(f"  {name}: what the solution's figure shows is recorded")
         for line in unchecked_test_cells(notebooks, key_dir):
             log(f"  warning: {line}")
         checked = cross_check_references(key_dir, env=env)

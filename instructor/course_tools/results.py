@@ -150,7 +150,7 @@ def read_value(folder: Path, name: str, max_bytes: int) -> tuple[Any, dict]:
 
 def read_figure(folder: Path, name: str) -> tuple[bytes, dict]:
     """A figure file the notebook saved (content and layout), or :class:`ResultError` saying what is wrong."""
-    from helpers.figure_files import figure_layout
+    from helpers.autograde import figure_layout
 
     fd = open_folder(folder)
     try:

@@ -1,11 +1,12 @@
-"""Handed-in figure files (PNG, PDF), read without trusting them: their layout and what they show.
+"""Handed-in figure files (PNG, PDF), judged on the grader's side: what they show.
 
 A hidden test asks for the figure files an exercise saves with :meth:`helpers.autograde.HiddenChecks.require_files`.
-In *record* mode the solution's files are described here, and the grader then holds each student's file
-against that description:
+In *record* mode the kernel writes the solution's layout (:func:`helpers.autograde.figure_layout`) and a copy
+of each solution file beside the spec (``files.<cell>.<name>``); ``course references`` then describes what
+they show with :func:`fingerprint_recorded_figures`, and the grader holds each student's file against that:
 
-* :func:`figure_layout`: the file decodes, is not blank and has a page or pixel size (its aspect ratio must be
-  the solution's, :func:`same_layout`);
+* :func:`helpers.autograde.figure_layout`: the file decodes, is not blank and has a page or pixel size (its
+  aspect ratio must be the solution's, :func:`helpers.autograde.same_layout`);
 * :func:`figure_fingerprint` / :func:`compare_figure`: what it shows. The course's figures are grids of panels
   (images above their saliency maps). The *rows of panels* are found in the picture itself, and the first
   ``match_rows`` of them, the rows that the exercise fixes (its images, which neither a wrong map nor another
@@ -19,6 +20,9 @@ against that description:
   (``w 0 0 h x y cm /Name Do``), grouped into rows by their height on the page; each image of a matched row is
   decoded and shrunk to 16 x 16 grey levels.
 
+This module runs in the instructor's processes only (``course references``, ``course grade``), never in a
+student's kernel, and is not part of the ``helpers`` package that students receive.
+
 Every file is hostile. PNGs are decoded by Pillow only after their size is read and checked against
 :data:`MAX_FIGURE_PIXELS`. PDFs are never rendered: a small parser reads the objects a matplotlib figure
 has (the trailer, catalogue, page, its resources and content streams, image objects), refuses anything
@@ -31,29 +35,27 @@ recorded fingerprint.
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._validation import describe, require_number
+from helpers._validation import describe, require_number
+# The default similarity is declared beside require_files (the exercise's side). Measured on the homework's two
+# figures (untrained network, docs/maintainers.md): the image row of every honest variant (any SmoothGrad,
+# right or wrong; colour maps hot, gray, viridis, magma, jet, Reds, Greys, gray_r, coolwarm, diverging;
+# ``same_scale`` colour bars; a title; dpi 72 to 300; no tight bounding box) correlates >= 0.999 in the PNG
+# and >= 0.9999 per image in the PDF; other images, the right images in another order or another layout of
+# them, noise and unrelated figures reach at most 0.88.
+from helpers.autograde import FIGURE_MAGIC, FIGURE_SIMILARITY, MAX_FIGURE_PIXELS, MIN_FIGURE_BYTES, read_png
 
-__all__ = ["FIGURE_SIMILARITY", "MAX_FIGURE_PIXELS", "MIN_FIGURE_BYTES", "compare_figure", "figure_fingerprint",
-           "figure_layout", "same_layout"]
+from .paths import CourseError
 
-MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
-MIN_FIGURE_BYTES = 5000
-#: Largest image the grader decodes (a PNG of a few hundred bytes can claim gigapixels).
-MAX_FIGURE_PIXELS = 40_000_000
-#: Default least correlation of the matched rows' thumbnails with the solution's. Measured on the homework's
-#: two figures (untrained network, docs/maintainers.md): the image row of every honest variant (any SmoothGrad,
-#: right or wrong; colour maps hot, gray, viridis, magma, jet, Reds, Greys, gray_r, coolwarm, diverging;
-#: ``same_scale`` colour bars; a title; dpi 72 to 300; no tight bounding box) correlates >= 0.999 in the PNG
-#: and >= 0.9999 per image in the PDF; other images, the right images in another order or another layout of
-#: them, noise and unrelated figures reach at most 0.88.
-FIGURE_SIMILARITY = 0.95
+__all__ = ["FIGURE_SIMILARITY", "compare_figure", "figure_fingerprint", "fingerprint_recorded_figures"]
 
 _INK_LEVELS = 2          # a pixel is ink when a channel differs from the background by more than this
 _ROW_FILL = 0.5          # a pixel row is part of a row of panels when at least this fraction of it is ink
@@ -61,46 +63,18 @@ _ROW_MIN_HEIGHT = 0.05   # ... and the band is at least this fraction of the pic
 _ROW_THUMBNAIL = (96, 16)
 _PANEL_THUMBNAIL = (16, 16)
 _NUMBER = rb"[-+]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})"
-_MEDIABOX = re.compile(rb"/MediaBox\s{0,8}\[\s{0,8}(" + _NUMBER + rb")\s{1,8}(" + _NUMBER + rb")\s{1,8}("
-                       + _NUMBER + rb")\s{1,8}(" + _NUMBER + rb")\s{0,8}\]")
 
 
-# ----------------------------------------------------------------------------- layout (any file)
-
-def figure_layout(data: bytes, suffix: str) -> dict:
-    """Decode a saved figure and describe its layout; ``ValueError`` says why it is not a figure.
-
-    Parameters
-    ----------
-    data : bytes
-        The file's content.
-    suffix : {".png", ".pdf"}
-        Its kind.
-
-    Returns
-    -------
-    dict
-        ``{"kind": "png", "width": w, "height": h}`` or ``{"kind": "pdf", "width": w, "height": h,
-        "pages": n}`` (PDF sizes in points).
-    """
-    suffix = _check_file(data, suffix)
-    if suffix == ".pdf":
-        return _pdf_layout(data)
-    from PIL import ImageStat
-
-    image = _open_png(data)
-    if ImageStat.Stat(image.convert("L")).stddev[0] < 1.0:   # from the histogram: no copy in floats
-        raise ValueError("the image is blank (one flat colour)")
-    return {"kind": "png", "width": int(image.width), "height": int(image.height)}
-
+# ----------------------------------------------------------------------------- reading a file
 
 def _check_file(data: Any, suffix: Any) -> str:
+    """The checks every figure passes before it is decoded (as :func:`helpers.autograde.figure_layout`'s)."""
     if not isinstance(data, bytes):
         raise TypeError(f"data must be bytes, got {describe(data)}")
     suffix = str(suffix).lower()
-    if suffix not in MAGIC:
+    if suffix not in FIGURE_MAGIC:
         raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
-    if not data.startswith(MAGIC[suffix]):
+    if not data.startswith(FIGURE_MAGIC[suffix]):
         raise ValueError(f"it is not a {suffix[1:].upper()} file")
     if len(data) < MIN_FIGURE_BYTES:
         raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
@@ -109,50 +83,7 @@ def _check_file(data: Any, suffix: Any) -> str:
 
 def _decode_png(data: bytes) -> np.ndarray:
     """RGB pixels (uint8, transparency laid over white) of a PNG within :data:`MAX_FIGURE_PIXELS`."""
-    return np.asarray(_open_png(data))
-
-
-def _open_png(data: bytes):
-    """The decoded RGB image (transparency laid over white) of a PNG within :data:`MAX_FIGURE_PIXELS`."""
-    from PIL import Image
-
-    try:
-        image = Image.open(io.BytesIO(data), formats=["PNG"])
-        width, height = image.size
-    except Exception as err:  # noqa: BLE001 - any failure to read the header: not a usable PNG
-        raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
-    with image:
-        if width * height > MAX_FIGURE_PIXELS:
-            raise ValueError(f"it claims {width} x {height} pixels, more than a figure has")
-        try:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA", "P", "RGBa", "La") or "transparency" in image.info:
-                white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
-            return image.convert("RGB")
-        except Exception as err:  # noqa: BLE001 - any decoding failure means: not a usable PNG
-            raise ValueError(f"it does not decode as a PNG image ({type(err).__name__})") from None
-
-
-def _pdf_layout(data: bytes) -> dict:
-    if b"%%EOF" not in data[-2048:]:
-        raise ValueError("it is not a complete PDF file (no end-of-file marker)")
-    pages = len(re.findall(rb"/Type\s{0,8}/Page(?![a-zA-Z])", data))
-    box = _MEDIABOX.search(data)
-    if pages == 0 or box is None:
-        raise ValueError("the PDF has no page")
-    x0, y0, x1, y1 = (float(v) for v in box.groups())
-    if not (x1 - x0 > 10 and y1 - y0 > 10):
-        raise ValueError("the PDF's page is empty")
-    return {"kind": "pdf", "width": round(x1 - x0, 1), "height": round(y1 - y0, 1), "pages": pages}
-
-
-def same_layout(found: dict, expected: dict, tolerance: float = 0.15) -> bool:
-    """Whether a student's figure has the solution's layout (kind, pages, aspect ratio within ``tolerance``)."""
-    if found.get("kind") != expected.get("kind") or found.get("pages", 1) != expected.get("pages", 1):
-        return False
-    ratio = (found["width"] / found["height"]) / (expected["width"] / expected["height"])
-    return abs(ratio - 1.0) <= tolerance
+    return np.asarray(read_png(data))
 
 
 # ----------------------------------------------------------------------------- what the figure shows
@@ -179,7 +110,8 @@ def figure_fingerprint(data: bytes, suffix: str, match_rows: int = 1) -> dict:
     Raises
     ------
     ValueError
-        If the file is not a figure (:func:`figure_layout`), or it has fewer than ``match_rows`` rows of panels.
+        If the file is not a figure (:func:`helpers.autograde.figure_layout`), or it has fewer than
+        ``match_rows`` rows of panels.
     """
     suffix = _check_file(data, suffix)
     match_rows = int(require_number("match_rows", match_rows, low=0, integer=True))
@@ -204,7 +136,7 @@ def compare_figure(data: bytes, suffix: str, fingerprint: dict, similarity: floa
     Parameters
     ----------
     data : bytes
-        The student's file (already accepted by :func:`figure_layout`).
+        The student's file (already accepted by :func:`helpers.autograde.figure_layout`).
     suffix : {".png", ".pdf"}
         Its kind.
     fingerprint : dict
@@ -245,6 +177,54 @@ def compare_figure(data: bytes, suffix: str, fingerprint: dict, similarity: floa
         if _correlation(mine.ravel(), theirs) < similarity:
             return f"{label} does not show what the exercise asks for (the images it names, in its order)"
     return None
+
+
+def fingerprint_recorded_figures(key_dir: Path) -> list[str]:
+    """Complete the figure specs of a reference set just recorded: the fingerprint of each solution file.
+
+    ``require_files`` in *record* mode writes ``<notebook>/files.<cell>.spec.json`` with each file's layout,
+    and a copy of the file as ``files.<cell>.<name>`` beside it; this adds ``"fingerprint"`` (from
+    :func:`figure_fingerprint`, with the spec's ``match_rows``) to each file's entry, so that the grader
+    needs no more than the spec.
+
+    Parameters
+    ----------
+    key_dir : pathlib.Path
+        The reference set, ``references/<key>`` or its recording folder.
+
+    Returns
+    -------
+    list of str
+        ``<notebook>/<file>`` of each figure fingerprinted.
+
+    Raises
+    ------
+    CourseError
+        If a spec names a file that was not copied, or the solution's file is not a figure with at least
+        ``match_rows`` rows of panels.
+    """
+    key_dir = Path(key_dir)
+    if not key_dir.is_dir():
+        raise CourseError(f"key_dir must be a reference set folder, got {key_dir}")
+    done = []
+    for spec_path in sorted(key_dir.glob("*/files.*.spec.json")):
+        spec = json.loads(spec_path.read_text())
+        cell, files = spec.get("cell"), spec.get("files")
+        if not isinstance(cell, str) or not isinstance(files, dict) or "match_rows" not in spec:
+            raise CourseError(f"{spec_path}: not a figure spec written by require_files; run `course references` again")
+        for name, entry in files.items():
+            copy = spec_path.parent / f"files.{cell}.{name}"
+            if not copy.is_file():
+                raise CourseError(f"{spec_path}: the solution's {name} was not copied beside it; "
+                                  "run `course references` again")
+            try:
+                entry["fingerprint"] = figure_fingerprint(copy.read_bytes(), Path(name).suffix, spec["match_rows"])
+            except (TypeError, ValueError) as err:
+                raise CourseError(f"{spec_path.parent.name}: the solution's {name} cannot be the reference of "
+                                  f"what a figure shows: {err}") from None
+            done.append(f"{spec_path.parent.name}/{name}")
+        spec_path.write_text(json.dumps(spec))
+    return done
 
 
 def _check_fingerprint(fingerprint: Any, suffix: str) -> list[np.ndarray]:
