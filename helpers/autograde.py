@@ -368,6 +368,8 @@ def read_png(data: bytes):
 
     from PIL import Image
 
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be the bytes of a PNG file, got {describe(data)}")
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG"])
         width, height = image.size

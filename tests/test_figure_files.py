@@ -293,3 +293,14 @@ def test_a_recorded_figure_that_cannot_be_a_reference_is_refused(tmp_path, monke
         fingerprint_recorded_figures(folder.parent)
     with pytest.raises(CourseError, match="key_dir must be a reference set folder"):
         fingerprint_recorded_figures(tmp_path / "nowhere")
+
+
+def test_the_student_package_reads_a_png_without_trusting_it():
+    from helpers.autograde import read_png
+
+    with pytest.raises(TypeError, match="data must be the bytes of a PNG file"):
+        read_png("not bytes")
+    with pytest.raises(ValueError, match="does not decode as a PNG image"):
+        read_png(b"\x89PNG\r\n\x1a\n" + b"junk" * 2000)
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)   # fully transparent: laid over white
+    assert np.asarray(read_png(_png_bytes(rgba))).min() == 255
