@@ -156,6 +156,16 @@ def test_a_kernel_that_sends_faster_than_the_runner_reads_costs_bounded_memory(t
     assert peak[0] - before < 300 * 2**20, f"the runner grew by {(peak[0] - before) >> 20} MiB"
 
 
+def test_a_message_cannot_make_a_cells_execution_count_large(tmp_path):
+    # Any message may carry an execution_count, which becomes the cell's; the last cell's stays when the kernel dies.
+    nb = _nb("k = get_ipython().kernel\n"
+             "k.session.send(k.iopub_socket, 'execute_input', {'code': '', 'execution_count': 'x' * 500_000},\n"
+             "               parent=k.get_parent('shell'))\n"
+             "import os, signal, time\ntime.sleep(0.5)\nos.kill(os.getpid(), signal.SIGKILL)")
+    result = _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
+    assert result.crashed and len(json.dumps(nb)) < 10_000
+
+
 def test_a_cell_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path):
     nb = _nb("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)", "print('never')")
     result = _run(tmp_path, nb, limits=TimeLimits(cell=1, grace=1), untrusted=CAPS, stop_on_error=False)

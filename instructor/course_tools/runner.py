@@ -476,8 +476,13 @@ class _Client(NotebookClient):
         self._budget = budget
 
     def process_message(self, msg, cell, cell_index):
-        if self._budget is not None and not self._budget.admit(msg):
-            return None
+        if self._budget is not None:
+            if not self._budget.admit(msg):
+                return None
+            content = msg.get("content")
+            count = content.get("execution_count") if isinstance(content, dict) else None
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+                content["execution_count"] = None   # any message may set the cell's count: never a 16 MiB string
         return super().process_message(msg, cell, cell_index)
 
     def _update_display_id(self, display_id, msg):
