@@ -509,8 +509,9 @@ helpers.autograde.serialise = lambda *a, **k: None
          kind="forgery"),
     Case("instructor_package_is_unreachable", NB01, _01(2.0), {"correct_class_scores": '''
 import importlib.util, sys, pathlib
-assert importlib.util.find_spec("course_tools") is None
-assert not any((pathlib.Path(p) / "course_tools").exists() for p in sys.path if p)
+for _hidden in ("course_tools", "beyond"):   # beyond.smoothgrad answers the homework
+    assert importlib.util.find_spec(_hidden) is None, _hidden
+    assert not any((pathlib.Path(p) / _hidden).exists() for p in sys.path if p), _hidden
 try:
     import course_tools
     raise SystemExit("the instructor package is importable")
