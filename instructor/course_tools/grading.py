@@ -372,10 +372,10 @@ def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
             error = execution.cell_errors[index]
             out[gid] = error if error == execution.crashed else f"the cell stopped with {error}"
     if execution.crashed:
-        crash_index = max(execution.cell_errors) if execution.cell_errors else -1
+        ran = {timing.index for timing in execution.cells}   # a cell that ran keeps its own verdict
         for index, cell in enumerate(nb.cells):
             gid = grade_id(cell)
-            if gid and index > crash_index:
+            if gid and index not in ran:
                 out.setdefault(gid, f"not run: {execution.crashed}")
     return out
 
