@@ -273,6 +273,17 @@ for _ in range(100):
 if _taken:
     raise RuntimeError(f"the grader took {_taken} messages on its stdin channel")
 '''
+# nbconvert (formgrader) writes an image's width and height into unquoted HTML attributes: script in the instructor's
+# browser, unless the grader keeps only whole-number sizes.
+SCRIPT_IN_OUTPUT_METADATA = '''import base64, io
+from PIL import Image
+from IPython.display import display
+_png = io.BytesIO()
+Image.new("RGB", (4, 4), (200, 0, 0)).save(_png, "PNG")
+display({"image/png": base64.b64encode(_png.getvalue()).decode(), "text/plain": "a red square"}, raw=True,
+        metadata={"image/png": {"width": "1 onerror=alert(document.domain)", "height": "1 onload=alert(1)",
+                                "alt": "x"}, "width": "2 onerror=alert(2)", "filenames": {"image/png": "/etc/passwd"}})
+'''
 PRINT_FLOOD = '''import sys
 for _ in range(30):
     print("x" * (1 << 20))
@@ -588,6 +599,8 @@ except ImportError:
          {"correct_class_scores": BIG_MESSAGE_PUMP + SOLUTION01}, problem="MiB of messages", kind="resources"),
     Case("messages_on_the_stdin_channel", NB01, _01(2.0), {"correct_class_scores": STDIN_PUMP + SOLUTION01},
          kind="resources"),
+    Case("output_metadata_that_would_run_script_in_formgrader", NB01, _01(2.0),
+         {"correct_class_scores": SCRIPT_IN_OUTPUT_METADATA + SOLUTION01}, kind="leak"),
     Case("display_updates_amplify_outputs", NB01, _01(2.0),
          {"correct_class_scores": DISPLAY_AMPLIFIER + SOLUTION01}, kind="resources"),
     Case("cells_each_just_under_the_cell_limit", NB01, _01(0.0),

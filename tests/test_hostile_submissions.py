@@ -204,6 +204,45 @@ def test_grader_keeps_the_executed_notebooks_small_and_inert(graded):
     assert len(grading.stdout) + len(grading.stderr) < 2**20
 
 
+def _handlers_and_scripts(page: str) -> tuple[list[str], set[str]]:
+    """Event-handler attributes (``onerror=``...) and the texts of the scripts of an HTML page."""
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        handlers: list[str] = []
+        scripts: set[str] = set()
+        in_script = False
+
+        def handle_starttag(self, tag, attrs):
+            self.handlers += [f"<{tag} {name}={value!r}>" for name, value in attrs if name.lower().startswith("on")]
+            self.in_script = tag == "script"
+
+        def handle_data(self, data):
+            if self.in_script:
+                self.scripts.add(data.strip())
+
+    parser = Parser()
+    parser.feed(page)
+    return parser.handlers, parser.scripts
+
+
+def test_formgrader_runs_no_script_of_a_student(graded):
+    """nbgrader's formgrader shows the executed notebooks through nbconvert (the course sets sanitize_html): nothing
+    a student's code sent becomes an event handler or a script on the page."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    config = Config()
+    config.HTMLExporter.sanitize_html = True   # as nbgrader_config.py
+    config.HTMLExporter.template_name = "classic"   # the one formgrader's page extends
+    exporter = HTMLExporter(config=config)
+    _, template_scripts = _handlers_and_scripts(exporter.from_notebook_node(nbformat.v4.new_notebook())[0])
+    for path in (graded["course"] / "autograded").glob("*/*/*.ipynb"):
+        handlers, scripts = _handlers_and_scripts(exporter.from_filename(str(path))[0])
+        assert handlers == [] and scripts <= template_scripts, f"{path.name} of {path.parts[-3]}: {handlers}"
+
+
 def test_the_graders_memory_stays_bounded(graded):
     """What the kernels send costs the grader bounded memory: a few queued messages per channel, capped outputs,
     no channel that is never read (a kernel could fill any of them with gigabytes)."""

@@ -455,9 +455,12 @@ class _OutputBudget:
         return not (msg_type.startswith("comm") or msg_type == "update_display_data")
 
     def keep(self, content: dict, cell_index: int) -> bool:
-        """Whether to keep an output (its kinds reduced to the kept ones in place) within the caps."""
+        """Whether to keep an output (its kinds reduced to the kept ones, its metadata to the sizes of kept
+        images, in place) within the caps."""
         if isinstance(content.get("data"), dict):
             content["data"] = {k: v for k, v in content["data"].items() if k in self.caps.kept_mime_types}
+        if "metadata" in content:
+            content["metadata"] = _image_sizes(content["metadata"], self.caps.kept_mime_types)
         size = len(json.dumps(content, default=str))
         cell_total = self.cell_bytes.get(cell_index, 0) + size
         if cell_total > self.caps.cell_output_bytes or self.total_bytes + size > self.caps.notebook_output_bytes:
@@ -466,6 +469,22 @@ class _OutputBudget:
         self.cell_bytes[cell_index] = cell_total
         self.total_bytes += size
         return True
+
+
+def _image_sizes(metadata: Any, mime_types: tuple[str, ...]) -> dict:
+    """What an untrusted output's metadata may keep: whole-number widths and heights of kept kinds.
+
+    nbconvert (which nbgrader's formgrader uses to show executed notebooks) writes these values into HTML
+    attributes unquoted: ``{"width": "1 onerror=..."}`` would run script in the instructor's browser.
+    """
+    kept = {}
+    for mime, entry in (metadata.items() if isinstance(metadata, dict) else ()):
+        if mime in mime_types and isinstance(entry, dict):
+            sizes = {key: value for key, value in entry.items() if key in ("width", "height")
+                     and isinstance(value, int) and not isinstance(value, bool)}
+            if sizes:
+                kept[mime] = sizes
+    return kept
 
 
 class _Client(NotebookClient):
