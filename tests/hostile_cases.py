@@ -246,6 +246,44 @@ MESSAGE_FLOOD = '''from IPython.display import display
 for _ in range(200_000):   # tiny outputs: each one costs the grader's CPU to receive
     display({"text/plain": ""}, raw=True)
 '''
+# 12 MiB messages that answer no request of the grader's (a parent it never sent), signed afresh over content packed
+# once: sent far faster than the grader can parse them, and counted all the same.
+BIG_MESSAGE_PUMP = '''import time
+_k = get_ipython().kernel
+_packed = _k.session.pack({"name": "stdout", "text": "x" * (12 << 20)})
+_end = time.time() + 20
+while time.time() < _end:
+    _k.session.send(_k.iopub_socket, "stream", _packed, parent={"msg_id": "elsewhere"})
+'''
+# A channel the grader never reads would hold every message sent there (1.2 GB here); if it takes any, the
+# answer fails.
+STDIN_PUMP = '''import time, zmq
+_k = get_ipython().kernel
+_k.stdin_socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+_packed = _k.session.pack({"prompt": "x" * (12 << 20), "password": False})
+_taken = 0
+for _ in range(100):
+    try:
+        _k.session.send(_k.stdin_socket, "input_request", _packed, parent=_k.get_parent("shell"),
+                        ident=_k._parent_ident["shell"])
+        _taken += 1
+    except zmq.ZMQError:
+        pass
+    time.sleep(0.01)
+if _taken:
+    raise RuntimeError(f"the grader took {_taken} messages on its stdin channel")
+'''
+# nbconvert (formgrader) writes an image's width and height into unquoted HTML attributes: script in the instructor's
+# browser, unless the grader keeps only whole-number sizes.
+SCRIPT_IN_OUTPUT_METADATA = '''import base64, io
+from PIL import Image
+from IPython.display import display
+_png = io.BytesIO()
+Image.new("RGB", (4, 4), (200, 0, 0)).save(_png, "PNG")
+display({"image/png": base64.b64encode(_png.getvalue()).decode(), "text/plain": "a red square"}, raw=True,
+        metadata={"image/png": {"width": "1 onerror=alert(document.domain)", "height": "1 onload=alert(1)",
+                                "alt": "x"}, "width": "2 onerror=alert(2)", "filenames": {"image/png": "/etc/passwd"}})
+'''
 PRINT_FLOOD = '''import sys
 for _ in range(30):
     print("x" * (1 << 20))
@@ -293,6 +331,21 @@ fig = plots.show_saliency_grid(X[5:10], vanilla5, y[5:10], class_names, cmap="ho
 plots.save_figure(fig, "smoothgrad_maps")
 fig = plots.show_smoothgrad_comparison(X[5:10], vanilla5, vanilla5, y[5:10], class_names, cmap="hot")
 plots.save_figure(fig, "smoothgrad_vs_vanilla")
+'''
+
+
+# The hidden test's own mistake builder is SmoothGrad itself when called with the right arguments: hand the grader
+# what it computes instead of the student's maps (a SmoothGrad without noise, which passes the visible tests).
+HIDDEN_BUILDER = '''import helpers.autograde as _ag
+_real_compare = _ag.HiddenChecks.compare
+def _compare(self, name, value, **kw):
+    _ns = get_ipython().user_ns
+    if name == "smoothgrad_seeded" and "_smoothgrad_variant" in _ns:
+        value = _ns["_smoothgrad_variant"](_ns["_N"], _ns["_N"])
+    return _real_compare(self, name, value, **kw)
+_ag.HiddenChecks.compare = _compare
+def smoothgrad(X, y, model, n=50, noise_pct=0.1, rng=None):
+    return maxabs_over_channels(compute_saliency(helpers.preprocess_batch(X), torch.from_numpy(y), model)).numpy()
 '''
 
 
@@ -486,8 +539,9 @@ helpers.autograde.serialise = lambda *a, **k: None
          kind="forgery"),
     Case("instructor_package_is_unreachable", NB01, _01(2.0), {"correct_class_scores": '''
 import importlib.util, sys, pathlib
-assert importlib.util.find_spec("course_tools") is None
-assert not any((pathlib.Path(p) / "course_tools").exists() for p in sys.path if p)
+for _hidden in ("course_tools", "beyond"):   # beyond.smoothgrad answers the homework
+    assert importlib.util.find_spec(_hidden) is None, _hidden
+    assert not any((pathlib.Path(p) / _hidden).exists() for p in sys.path if p), _hidden
 try:
     import course_tools
     raise SystemExit("the instructor package is importable")
@@ -499,6 +553,8 @@ except ImportError:
     Case("clutter_beside_the_notebook", NB01, {**_01(2.0)}, edit=clutter, kind="forgery"),
     Case("hw_figures_handed_in_beside_the_notebook", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
          {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": "pass\n"}, edit=premade_figures, kind="forgery"),
+    Case("hw_hidden_mistake_builder_called_right", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 2.0},
+         {"smoothgrad": HIDDEN_BUILDER, "make_figures": CHEAP_FIGURES}, kind="forgery"),
     Case("hw_png_magic_then_junk", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
          {"smoothgrad": ZERO_SMOOTHGRAD, "make_figures": JUNK_PNG}, message="does not decode", kind="forgery"),
     Case("hw_blank_png", NB04, {"test_smoothgrad": 0.0, "test_figure_files": 0.0},
@@ -567,6 +623,12 @@ except ImportError:
          kind="resources"),
     Case("message_flood", NB01, _01(0.0), {"correct_class_scores": MESSAGE_FLOOD + SOLUTION01},
          problem="more than 50000 messages", kind="resources"),
+    Case("big_messages_faster_than_the_grader_parses", NB01, _01(0.0),
+         {"correct_class_scores": BIG_MESSAGE_PUMP + SOLUTION01}, problem="MiB of messages", kind="resources"),
+    Case("messages_on_the_stdin_channel", NB01, _01(2.0), {"correct_class_scores": STDIN_PUMP + SOLUTION01},
+         kind="resources"),
+    Case("output_metadata_that_would_run_script_in_formgrader", NB01, _01(2.0),
+         {"correct_class_scores": SCRIPT_IN_OUTPUT_METADATA + SOLUTION01}, kind="leak"),
     Case("display_updates_amplify_outputs", NB01, _01(2.0),
          {"correct_class_scores": DISPLAY_AMPLIFIER + SOLUTION01}, kind="resources"),
     Case("cells_each_just_under_the_cell_limit", NB01, _01(0.0),

@@ -304,6 +304,22 @@ def test_duplicate_grade_ids_keep_the_instructors_cell_once():
     assert [c.source for c in rebuilt.cells].count("assert answer") == 1
 
 
+def test_a_kernel_stopped_after_a_test_cell_ran_leaves_its_verdict_alone(tmp_path):
+    """The kernel was stopped (a message flood, the notebook's limit) once the test cell had run: only cells that
+    never ran are 'not run', whether or not the stop came inside a cell."""
+    from course_tools.grading import _errors_by_grade_id
+    from course_tools.runner import CellTiming, Execution
+
+    nb = _source()
+    nb.cells.append(nbformat.v4.new_code_cell("print('after')"))
+    stopped = "the notebook sent more than 50000 messages and was stopped"
+    between = Execution(tmp_path, cells=[CellTiming(i, None, 0.1) for i in range(4)], crashed=stopped)
+    assert _errors_by_grade_id(nb, between) == {}
+    early = Execution(tmp_path, cells=[CellTiming(0, None, 0.1), CellTiming(1, None, 0.1)], crashed=stopped,
+                      cell_errors={1: stopped})
+    assert _errors_by_grade_id(nb, early) == {"answer": stopped, "test": f"not run: {stopped}"}
+
+
 def test_cell_limits_follow_the_solutions_times(tmp_path):
     (tmp_path / "timings.json").write_text(json.dumps(
         {"format": 1, "notebooks": {"lab/nb.ipynb": {"grade_ids": {"answer": 30.0, "test": 0.5}}}}))

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -30,6 +31,9 @@ CELL_TIMEOUT, NOTEBOOK_TIMEOUT, MEMORY_MIB = 30, 150, 2048
 #: The second run, for attacks on time itself: six cells of 8 s each pass the cell limit but not the notebook's.
 TIGHT_CELL_TIMEOUT, TIGHT_NOTEBOOK_TIMEOUT = 10, 40
 CASES = hc.selected(hc.CASES)
+#: The most memory the grader's process may hold while grading these cases, 3 at a time (about 0.8 GiB of it is
+#: the interpreter, torch and the network that names the reference set).
+MAX_GRADER_RSS = 2 * 2**30
 SECRETS = ("BEGIN HIDDEN", "HIDDEN TESTS", "checks.compare", "_smoothgrad_variant", "default_rng(_SEED)", "_SEED",
            "manual_seed(31)", "manual_seed(32)", "_channel_mistakes", "correct_scores_other_labels",
            "y_t.flip", "references/", "/references", "smoothgrad_seeded", "Traceback", "co_consts", "f_locals",
@@ -37,8 +41,30 @@ SECRETS = ("BEGIN HIDDEN", "HIDDEN TESTS", "checks.compare", "_smoothgrad_varian
 
 
 def _run(args, cwd, timeout=1200):
+    """Run ``course ARGS``; the completed process, with ``peak_rss``: the most memory the grader's own process
+    held (its sandboxed kernels are counted by their control groups, not here)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(COURSE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.Popen(COURSE + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        grader = psutil.Process(proc.pid)
+        while not done.wait(0.05):
+            try:
+                peak[0] = max(peak[0], grader.memory_info().rss)
+            except psutil.Error:
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        done.set()
+        sampler.join()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    result.peak_rss = peak[0]
     return result
 
 
@@ -99,11 +125,13 @@ def graded(tmp_path_factory, untrained_references):
         second = _run(["grade", "--jobs", "2", "--cell-timeout", str(TIGHT_CELL_TIMEOUT), "--notebook-timeout",
                        str(TIGHT_NOTEBOOK_TIMEOUT), "--memory-mib", str(MEMORY_MIB), *students(tight)], course)
         assert second.returncode == 0, f"{second.stdout[-3000:]}\n{second.stderr[-3000:]}"
+    peak_rss = max(grading.peak_rss, second.peak_rss if tight else 0)
     results = {}
     for path in (course / "autograded").glob("*/*/grading.json"):
         record = json.loads(path.read_text())
         results[record["student"]] = record
-    return {"course": course, "results": results, "grading": grading, "survivors": _marked_processes()}
+    return {"course": course, "results": results, "grading": grading, "survivors": _marked_processes(),
+            "peak_rss": peak_rss}
 
 
 def _parts(record):
@@ -174,6 +202,51 @@ def test_grader_keeps_the_executed_notebooks_small_and_inert(graded):
         assert "text/html" not in text and "application/javascript" not in text, f"{path} keeps active output"
     grading = graded["grading"]
     assert len(grading.stdout) + len(grading.stderr) < 2**20
+
+
+def _handlers_and_scripts(page: str) -> tuple[list[str], set[str]]:
+    """Event-handler attributes (``onerror=``...) and the texts of the scripts of an HTML page."""
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        handlers: list[str] = []
+        scripts: set[str] = set()
+        in_script = False
+
+        def handle_starttag(self, tag, attrs):
+            self.handlers += [f"<{tag} {name}={value!r}>" for name, value in attrs if name.lower().startswith("on")]
+            self.in_script = tag == "script"
+
+        def handle_data(self, data):
+            if self.in_script:
+                self.scripts.add(data.strip())
+
+    parser = Parser()
+    parser.feed(page)
+    return parser.handlers, parser.scripts
+
+
+def test_formgrader_runs_no_script_of_a_student(graded):
+    """nbgrader's formgrader shows the executed notebooks through nbconvert (the course sets sanitize_html): nothing
+    a student's code sent becomes an event handler or a script on the page."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    config = Config()
+    config.HTMLExporter.sanitize_html = True   # as nbgrader_config.py
+    config.HTMLExporter.template_name = "classic"   # the one formgrader's page extends
+    exporter = HTMLExporter(config=config)
+    _, template_scripts = _handlers_and_scripts(exporter.from_notebook_node(nbformat.v4.new_notebook())[0])
+    for path in (graded["course"] / "autograded").glob("*/*/*.ipynb"):
+        handlers, scripts = _handlers_and_scripts(exporter.from_filename(str(path))[0])
+        assert handlers == [] and scripts <= template_scripts, f"{path.name} of {path.parts[-3]}: {handlers}"
+
+
+def test_the_graders_memory_stays_bounded(graded):
+    """What the kernels send costs the grader bounded memory: a few queued messages per channel, capped outputs,
+    no channel that is never read (a kernel could fill any of them with gigabytes)."""
+    assert graded["peak_rss"] < MAX_GRADER_RSS, f"the grader held {graded['peak_rss'] >> 20} MiB"
 
 
 def test_nothing_written_outside_the_sandbox(graded):

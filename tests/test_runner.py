@@ -81,12 +81,99 @@ def test_untrusted_outputs_are_capped_and_inert(tmp_path):
     assert len(text) < CAPS.notebook_output_bytes + 10_000
 
 
+def test_untrusted_output_metadata_keeps_only_image_sizes(tmp_path):
+    # nbconvert writes width and height into unquoted HTML attributes: a string there is script in formgrader.
+    nb = _nb("from IPython.display import display\n"
+             "display({'image/png': 'iVBORw0KGgo=', 'text/plain': 'img'}, raw=True, metadata={\n"
+             "    'image/png': {'width': '1 onerror=alert(1)', 'height': 7, 'alt': 'x'}, 'width': '2 onerror=alert(2)',\n"
+             "    'text/html': {'width': 3}, 'filenames': {'image/png': '/etc/passwd'}})")
+    _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
+    assert [o["metadata"] for o in nb.cells[0].outputs] == [{"image/png": {"height": 7}}]
+
+
 def test_a_message_flood_stops_the_kernel(tmp_path):
     nb = _nb("from IPython.display import display\nfor _ in range(5000):\n    display({'text/plain': ''}, raw=True)\n"
              "import time\ntime.sleep(30)", "print('never')")
     result = _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
     assert result.crashed == "the notebook sent more than 300 messages and was stopped"
     assert nb.cells[1].outputs == [] and result.seconds < 25
+
+
+SEND_UNASKED = ("k = get_ipython().kernel\n"
+                "def send(n, text=''):\n"
+                "    for _ in range(n):   # messages that answer no request of the runner's\n"
+                "        k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': text}, "
+                "parent={'msg_id': 'elsewhere'})\n")
+
+
+def test_messages_that_answer_no_request_count_too(tmp_path):
+    nb = _nb(SEND_UNASKED + "send(5000)\nimport time\ntime.sleep(30)", "print('never')")
+    result = _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
+    assert result.crashed == "the notebook sent more than 300 messages and was stopped"
+    assert nb.cells[1].outputs == [] and result.seconds < 25
+
+
+def test_the_bytes_a_notebook_sends_are_capped(tmp_path):
+    caps = Untrusted(cell_output_bytes=20_000, notebook_output_bytes=50_000, message_bytes=2**20, messages=300,
+                     received_bytes=20 * 2**20)
+    nb = _nb(SEND_UNASKED + "send(60, 'x' * 500_000)\nimport time\ntime.sleep(30)", "print('never')")
+    result = _run(tmp_path, nb, untrusted=caps, stop_on_error=False)
+    assert result.crashed == "the notebook sent more than 20 MiB of messages and was stopped"
+    assert result.seconds < 25
+
+
+def test_an_untrusted_kernel_has_no_stdin_channel_to_fill(tmp_path):
+    nb = _nb("import zmq\nk = get_ipython().kernel\nk.stdin_socket.setsockopt(zmq.ROUTER_MANDATORY, 1)\n"
+             "try:\n"
+             "    k.session.send(k.stdin_socket, 'input_request', {'prompt': '', 'password': False},\n"
+             "                   parent=k.get_parent('shell'), ident=k._parent_ident['shell'])\n"
+             "    print('the runner would queue it')\n"
+             "except zmq.ZMQError:\n"
+             "    print('nobody listens')",
+             "input('never answered')")
+    result = _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
+    assert nb.cells[0].outputs[0]["text"] == "nobody listens\n"
+    assert result.cell_errors == {1: "an exception"} and result.timed_out == []   # StdinNotImplementedError
+
+
+def test_a_kernel_that_sends_faster_than_the_runner_reads_costs_bounded_memory(tmp_path):
+    import threading
+
+    import psutil
+
+    caps = Untrusted(cell_output_bytes=20_000, notebook_output_bytes=50_000, message_bytes=2 * 2**20,
+                     messages=10**6, received_bytes=2**40)
+    # 500 messages of 1.5 MiB, each signed afresh over content packed once: far faster to send than to parse.
+    nb = _nb("k = get_ipython().kernel\npacked = k.session.pack({'name': 'stdout', 'text': 'x' * (1536 << 10)})\n"
+             "for _ in range(500):\n"
+             "    k.session.send(k.iopub_socket, 'stream', packed, parent={'msg_id': 'elsewhere'})\n"
+             "import time\ntime.sleep(2)")
+    me, peak, done = psutil.Process(), [0], threading.Event()
+    before = me.memory_info().rss
+
+    def sample():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], me.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = _run(tmp_path, nb, untrusted=caps, stop_on_error=False)
+    finally:
+        done.set()
+        sampler.join()
+    assert result.error is None
+    assert peak[0] - before < 300 * 2**20, f"the runner grew by {(peak[0] - before) >> 20} MiB"
+
+
+def test_a_message_cannot_make_a_cells_execution_count_large(tmp_path):
+    # Any message may carry an execution_count, which becomes the cell's; the last cell's stays when the kernel dies.
+    nb = _nb("k = get_ipython().kernel\n"
+             "k.session.send(k.iopub_socket, 'execute_input', {'code': '', 'execution_count': 'x' * 500_000},\n"
+             "               parent=k.get_parent('shell'))\n"
+             "import os, signal, time\ntime.sleep(0.5)\nos.kill(os.getpid(), signal.SIGKILL)")
+    result = _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
+    assert result.crashed and len(json.dumps(nb)) < 10_000
 
 
 def test_a_cell_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path):

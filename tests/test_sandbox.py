@@ -70,13 +70,16 @@ def test_inside_the_sandbox(tmp_path):
              "except OSError:\n    out['net'] = False\n"
              "try:\n    import course_tools.smoothgrad; out['instructor'] = True\n"
              "except ImportError:\n    out['instructor'] = False\n"
+             "try:\n    import beyond.smoothgrad; out['beyond'] = True\n"
+             "except ImportError:\n    out['beyond'] = False\n"
              "import helpers; out['helpers'] = helpers.__file__\n"
              "open('/home/student/result.json', 'w').write(json.dumps(out))\n")
     seen = run_probe(tmp_path, probe)
     assert seen["uid"] == 65534 and not seen["course"] and not seen["net"] and not seen["instructor"]
+    assert not seen["beyond"]
     assert len(seen["pids"]) <= 3, seen["pids"]   # bwrap's init and the probe: no host processes
     assert seen["helpers"].startswith("/run/course/lib/")
-    assert instructor_package_dirs()
+    assert {Path(d).name for d in instructor_package_dirs()} == {"course_tools", "beyond"}
 
 
 @pytest.mark.skipif(prerequisites() != [], reason="needs root, bubblewrap, libseccomp and control groups")

@@ -5,9 +5,11 @@ How one submitted notebook is graded
 1. **Read** only the notebook itself: a regular file (not a link) under :data:`MAX_NOTEBOOK_BYTES`,
    parsed as JSON, never executed to be read. Files beside it in the submission are ignored.
 2. **Rebuild** it from the instructor's version: every read-only and test cell (hidden tests included) is
-   taken from ``source/``, matched by nbgrader ``grade_id``; the student's answer cells and extra cells are
-   kept in their order, stripped of grading metadata. A deleted test cell stays deleted (its points are
-   lost); a deleted read-only setup cell is put back. Malformed metadata makes a cell the student's own.
+   taken from ``source/``, matched by nbgrader ``grade_id``, the test cells without the code that builds their
+   typical mistakes (:mod:`course_tools.hidden_code`: in the student's kernel it is within the student's
+   reach); the student's answer cells and extra cells are kept in their order, stripped of grading metadata.
+   A deleted test cell stays deleted (its points are lost); a deleted read-only setup cell is put back.
+   Malformed metadata makes a cell the student's own.
 3. **Execute** it in a fresh kernel inside a throw-away sandbox (:mod:`course_tools.sandbox`: own PID,
    network and IPC namespaces, private file system, unprivileged user, one control group for memory,
    processes and CPU), with a time limit per cell and one for the whole notebook. The hidden tests run in
@@ -38,6 +40,7 @@ from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
 from .figures import compare_figure
+from .hidden_code import grading_sources
 from .paths import CourseError
 from .nbgrader_cells import (grade_id, is_autograder_test, is_grade, is_locked, is_solution, nbgrader_metadata,
                              points)
@@ -178,6 +181,7 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
     Returns the notebook to execute and a list of problems found (deleted test cells).
     """
     source_cells, order = instructor_cells(source_nb)
+    tests = _test_sources(source_nb)
     problems: list[str] = []
     seen: set[str] = set()
     rebuilt = []
@@ -193,6 +197,8 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
         seen.add(gid)
         if is_locked(original):   # read-only and test cells: the instructor's, whatever the student sent
             rebuilt.append(copy.deepcopy(original))
+            if gid in tests:
+                rebuilt[-1].source = tests[gid]
         else:
             answer = copy.deepcopy(original)
             answer.source = cell.get("source", "")
@@ -213,6 +219,14 @@ def rebuild_notebook(source_nb, student_nb) -> tuple[Any, list[str]]:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb, problems
+
+
+def _test_sources(source_nb) -> dict[str, str]:
+    """grade_id -> what each test cell runs in a student's kernel (without its mistake builders)."""
+    code = [c for c in source_nb.cells if c.cell_type == "code"]
+    tests = [i for i, c in enumerate(code) if grade_id(c) and is_autograder_test(c)]
+    sources = grading_sources([c.source for c in code], tests)
+    return {grade_id(code[i]): source for i, source in sources.items()}
 
 
 def _position_after(cells, earlier_ids: list[str]) -> int:
@@ -367,10 +381,10 @@ def _errors_by_grade_id(nb, execution: Execution | None) -> dict[str, str]:
             error = execution.cell_errors[index]
             out[gid] = error if error == execution.crashed else f"the cell stopped with {error}"
     if execution.crashed:
-        crash_index = max(execution.cell_errors) if execution.cell_errors else -1
+        ran = {timing.index for timing in execution.cells}   # a cell that ran keeps its own verdict
         for index, cell in enumerate(nb.cells):
             gid = grade_id(cell)
-            if gid and index > crash_index:
+            if gid and index not in ran:
                 out.setdefault(gid, f"not run: {execution.crashed}")
     return out
 

@@ -12,8 +12,10 @@ Every notebook the course's tools execute goes through :func:`run_notebook`: the
   between the interrupt at a cell's limit and killing the kernel. A watchdog thread enforces them, so a cell
   that floods the runner with messages or ignores the interrupt is stopped all the same;
 * :class:`Untrusted` (or ``None`` for trusted code): caps on what the kernel's messages may cost (bytes per
-  message, per cell and per notebook, a message budget), only inert outputs kept (no widgets, display updates,
-  HTML or scripts), and no text the code produced (exception messages, the kernel's stderr) in any message;
+  message, per cell and per notebook; a budget of messages and bytes that counts every message the kernel sends,
+  on any channel, whatever it claims to answer; a few unread messages queued per channel; no stdin or control
+  channel to fill), only inert outputs kept (no widgets, display updates, HTML or scripts), and no text the code
+  produced (exception messages, the kernel's stderr) in any message;
 * ``stop_on_error``: stop at the first failing cell (the instructor's notebooks must run clean), or run every
   cell whatever happens (grading: each test cell counts on its own).
 
@@ -154,7 +156,10 @@ class Untrusted:
     message_bytes : int
         Largest message accepted from the kernel; ZeroMQ drops a larger one unread.
     messages : int
-        Messages the notebook may send in all; past it the kernel is stopped.
+        Messages the notebook may send in all, on every channel (those that answer no request of the runner's
+        included); past it the kernel is stopped and further messages are dropped unparsed.
+    received_bytes : int
+        Bytes the notebook may send in all, counted like ``messages`` (each byte costs the runner's CPU to parse).
     kept_mime_types : tuple of str
         Output kinds kept (``text/plain``, ``image/png``); HTML, scripts, SVG and widget views are dropped,
         display updates and widget messages are never applied.
@@ -164,10 +169,11 @@ class Untrusted:
     notebook_output_bytes: int
     message_bytes: int
     messages: int
+    received_bytes: int = 2**30
     kept_mime_types: tuple[str, ...] = ("text/plain", "image/png")
 
     def __post_init__(self) -> None:
-        for name in ("cell_output_bytes", "notebook_output_bytes", "message_bytes", "messages"):
+        for name in ("cell_output_bytes", "notebook_output_bytes", "message_bytes", "messages", "received_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -298,7 +304,7 @@ class _Run:
 
     def execute(self, stop_on_error: bool, on_cell_done: Callable[[int], None] | None) -> Execution:
         start = time.monotonic()
-        km = _kernel_manager(self.kernel, self.untrusted.message_bytes if self.untrusted else None)
+        km = _kernel_manager(self.kernel, self.budget)
         client = _Client(self.nb, budget=self.budget, km=km, timeout=None, allow_errors=not stop_on_error,
                          kernel_name=self.kernel.name, extra_arguments=list(self.kernel.arguments),
                          resources={"metadata": {"path": str(self.kernel.cwd)}},
@@ -421,29 +427,40 @@ def _last_line(log) -> str:
 # ----------------------------------------------------------------------------- collaborators
 
 class _OutputBudget:
-    """What an untrusted kernel's messages may cost: a message budget and capped, inert outputs."""
+    """What an untrusted kernel's messages may cost: a budget of messages and bytes, and capped, inert outputs."""
 
     def __init__(self, caps: Untrusted):
         self.caps = caps
         self.messages = 0
+        self.received_bytes = 0
         self.flood = False
         self.truncated = False
         self.cell_bytes: dict[int, int] = {}
         self.total_bytes = 0
 
-    def admit(self, msg: dict) -> bool:
-        """Whether to process a message at all (each costs CPU; widgets and display updates never apply)."""
+    def receive(self, size: int) -> bool:
+        """Count one message of ``size`` bytes from the kernel, on any channel, before it is parsed; whether to
+        parse it (not once the notebook is over its budget: the watchdog then stops the kernel)."""
         self.messages += 1
-        if self.messages > self.caps.messages:
+        self.received_bytes += size
+        if self.messages > self.caps.messages or self.received_bytes > self.caps.received_bytes:
             self.flood = True
+        return not self.flood
+
+    def admit(self, msg: dict) -> bool:
+        """Whether to process a message at all (widgets and display updates never apply)."""
+        if self.flood:
             return False
         msg_type = msg.get("msg_type", "")
         return not (msg_type.startswith("comm") or msg_type == "update_display_data")
 
     def keep(self, content: dict, cell_index: int) -> bool:
-        """Whether to keep an output (its kinds reduced to the kept ones in place) within the caps."""
+        """Whether to keep an output (its kinds reduced to the kept ones, its metadata to the sizes of kept
+        images, in place) within the caps."""
         if isinstance(content.get("data"), dict):
             content["data"] = {k: v for k, v in content["data"].items() if k in self.caps.kept_mime_types}
+        if "metadata" in content:
+            content["metadata"] = _image_sizes(content["metadata"], self.caps.kept_mime_types)
         size = len(json.dumps(content, default=str))
         cell_total = self.cell_bytes.get(cell_index, 0) + size
         if cell_total > self.caps.cell_output_bytes or self.total_bytes + size > self.caps.notebook_output_bytes:
@@ -454,6 +471,22 @@ class _OutputBudget:
         return True
 
 
+def _image_sizes(metadata: Any, mime_types: tuple[str, ...]) -> dict:
+    """What an untrusted output's metadata may keep: whole-number widths and heights of kept kinds.
+
+    nbconvert (which nbgrader's formgrader uses to show executed notebooks) writes these values into HTML
+    attributes unquoted: ``{"width": "1 onerror=..."}`` would run script in the instructor's browser.
+    """
+    kept = {}
+    for mime, entry in (metadata.items() if isinstance(metadata, dict) else ()):
+        if mime in mime_types and isinstance(entry, dict):
+            sizes = {key: value for key, value in entry.items() if key in ("width", "height")
+                     and isinstance(value, int) and not isinstance(value, bool)}
+            if sizes:
+                kept[mime] = sizes
+    return kept
+
+
 class _Client(NotebookClient):
     """nbclient's client, with the output budget of untrusted code applied to every message."""
 
@@ -462,8 +495,13 @@ class _Client(NotebookClient):
         self._budget = budget
 
     def process_message(self, msg, cell, cell_index):
-        if self._budget is not None and not self._budget.admit(msg):
-            return None
+        if self._budget is not None:
+            if not self._budget.admit(msg):
+                return None
+            content = msg.get("content")
+            count = content.get("execution_count") if isinstance(content, dict) else None
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+                content["execution_count"] = None   # any message may set the cell's count: never a 16 MiB string
         return super().process_message(msg, cell, cell_index)
 
     def _update_display_id(self, display_id, msg):
@@ -521,7 +559,10 @@ class _Watchdog:
             if self.killed:
                 continue
             if budget is not None and budget.flood:
-                self._kill(f"the notebook sent more than {budget.caps.messages} messages and was stopped")
+                self._kill(f"the notebook sent more than {budget.caps.messages} messages and was stopped"
+                           if budget.messages > budget.caps.messages else
+                           f"the notebook sent more than {budget.caps.received_bytes // 2**20} MiB of messages and "
+                           "was stopped")
             elif self.notebook_deadline is not None and time.monotonic() > self.notebook_deadline:
                 self.run.result.notebook_timed_out = True
                 self._kill(f"the notebook ran past its {limits.notebook:.0f} s limit and was stopped")
@@ -557,22 +598,56 @@ class _Watchdog:
             pass
 
 
-def _kernel_manager(kernel: Kernel, max_message_bytes: int | None):
-    """An asynchronous kernel manager for ``kernel`` whose clients refuse messages over ``max_message_bytes``."""
+#: Messages a socket of the runner's may hold unread (ZeroMQ keeps 1000 by default: with messages of up to
+#: ``Untrusted.message_bytes`` each, gigabytes of the runner's memory that an untrusted kernel could fill).
+QUEUED_MESSAGES = 16
+
+
+def _kernel_manager(kernel: Kernel, budget: _OutputBudget | None):
+    """An asynchronous kernel manager for ``kernel``.
+
+    For untrusted code (``budget`` given) every socket of the runner's refuses messages over
+    ``Untrusted.message_bytes`` and queues at most :data:`QUEUED_MESSAGES` unread; its clients open no stdin or
+    control channel (never read, they would only queue what the kernel sends there), and every message they
+    receive is counted by ``budget`` before it is parsed.
+    """
     import zmq
     import zmq.asyncio
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
+
+    def limit(context) -> None:
+        context.setsockopt(zmq.MAXMSGSIZE, budget.caps.message_bytes)
+        context.setsockopt(zmq.RCVHWM, QUEUED_MESSAGES)
+
+    class _CountedChannel(AsyncZMQSocketChannel):
+        async def _recv(self, **kwargs):
+            frames = await self.socket.recv_multipart(**kwargs)
+            if not budget.receive(sum(len(f) for f in frames)):
+                return {"header": {}, "parent_header": {}, "metadata": {}, "content": {}, "msg_type": "dropped"}
+            _, message = self.session.feed_identities(frames)
+            return self.session.deserialize(message)
+
+    class _UntrustedClient(AsyncKernelClient):
+        shell_channel_class = _CountedChannel
+        iopub_channel_class = _CountedChannel
+
+        def start_channels(self, shell=True, iopub=True, stdin=True, hb=True, control=True):
+            super().start_channels(shell=shell, iopub=iopub, stdin=False, hb=hb, control=False)
 
     class _Manager(AsyncKernelManager):
         def client(self, **kwargs):
             context = zmq.asyncio.Context()
-            if max_message_bytes is not None:
-                context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+            if budget is not None:
+                limit(context)
             self._runner_context = context
             return super().client(context=context, **kwargs)
 
     options: dict[str, Any] = {"kernel_name": kernel.name, "transport": kernel.transport}
+    if budget is not None:
+        options["client_factory"] = _UntrustedClient
     if kernel.ip is not None:
         options["ip"] = kernel.ip
     if kernel.argv is not None:
@@ -585,6 +660,8 @@ def _kernel_manager(kernel: Kernel, max_message_bytes: int | None):
 
         options["kernel_spec_manager"] = _Specs()
     km = _Manager(**options)
+    if budget is not None:
+        limit(km.context)   # the manager's own control socket
     if kernel.connection_file is not None:
         km.connection_file = kernel.connection_file
     return km

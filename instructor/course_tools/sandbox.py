@@ -12,7 +12,8 @@ What the kernel of one graded notebook gets (as root, :func:`prerequisites` empt
   that the grader mounts; ``/tmp`` and ``/dev/shm`` are private. The course folder, other students' work, the
   instructor package (:mod:`course_tools`), the references and the gradebook are not in it;
 * **an unprivileged identity** (uid/gid 65534, no capabilities, ``no_new_privs``), a per-file size limit and a
-  system-call filter (:func:`seccomp_filter`: no user namespaces, no kernel keyrings);
+  system-call filter (:func:`seccomp_filter`: no user namespaces, no kernel keyrings); the instructor package
+  and ``beyond`` (:data:`HIDDEN_PACKAGES`) cannot be imported, wherever they are installed;
 * **one control group** (:mod:`course_tools.cgroups`) for the whole process tree: memory, processes and CPU are
   capped together, and every process left when the notebook ends is killed (the PID namespace ends with its
   first process too, so nothing survives the notebook).
@@ -315,12 +316,22 @@ class KernelJob:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+#: Packages a graded kernel must not import: the instructor's, and ``beyond``, whose ``smoothgrad`` answers the
+#: homework (students get it with ``helpers`` only after the homework; a regular, non-editable install puts it
+#: beside ``helpers`` in the Python installation the sandbox sees).
+HIDDEN_PACKAGES = ("course_tools", "beyond")
+
+
 def instructor_package_dirs() -> list[str]:
-    """Where the instructor package lives, to hide it from the kernel wherever it is installed."""
+    """Where the packages of :data:`HIDDEN_PACKAGES` live, to hide them from the kernel wherever they are
+    installed."""
     import importlib.util
 
-    spec = importlib.util.find_spec("course_tools")
-    return [str(Path(p).resolve()) for p in (spec.submodule_search_locations or [])] if spec else []
+    dirs = []
+    for name in HIDDEN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        dirs += [str(Path(p).resolve()) for p in (spec.submodule_search_locations or [])] if spec else []
+    return dirs
 
 
 def seccomp_filter() -> bytes:
