@@ -342,15 +342,7 @@ def figure_layout(data: bytes, suffix: str) -> dict:
         ``{"kind": "png", "width": w, "height": h}`` or ``{"kind": "pdf", "width": w, "height": h,
         "pages": n}`` (PDF sizes in points).
     """
-    if not isinstance(data, bytes):
-        raise TypeError(f"data must be bytes, got {describe(data)}")
-    suffix = str(suffix).lower()
-    if suffix not in FIGURE_MAGIC:
-        raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
-    if not data.startswith(FIGURE_MAGIC[suffix]):
-        raise ValueError(f"it is not a {suffix[1:].upper()} file")
-    if len(data) < MIN_FIGURE_BYTES:
-        raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
+    suffix = check_figure_bytes(data, suffix)
     if suffix == ".pdf":
         return _pdf_layout(data)
     from PIL import ImageStat
@@ -399,6 +391,24 @@ def _pdf_layout(data: bytes) -> dict:
     if not (x1 - x0 > 10 and y1 - y0 > 10):
         raise ValueError("the PDF's page is empty")
     return {"kind": "pdf", "width": round(x1 - x0, 1), "height": round(y1 - y0, 1), "pages": pages}
+
+
+def check_figure_bytes(data: Any, suffix: Any) -> str:
+    """The checks every figure file passes before it is decoded; returns the lower-case suffix.
+
+    Raises TypeError if ``data`` is not bytes, ValueError for another suffix than ``.png``/``.pdf``, a file
+    that does not start like one, or one too small to hold a figure.
+    """
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {describe(data)}")
+    suffix = str(suffix).lower()
+    if suffix not in FIGURE_MAGIC:
+        raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
+    if not data.startswith(FIGURE_MAGIC[suffix]):
+        raise ValueError(f"it is not a {suffix[1:].upper()} file")
+    if len(data) < MIN_FIGURE_BYTES:
+        raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
+    return suffix
 
 
 def same_layout(found: dict, expected: dict, tolerance: float = 0.15) -> bool:

@@ -51,7 +51,7 @@ from helpers._validation import describe, require_number
 # ``same_scale`` colour bars; a title; dpi 72 to 300; no tight bounding box) correlates >= 0.999 in the PNG
 # and >= 0.9999 per image in the PDF; other images, the right images in another order or another layout of
 # them, noise and unrelated figures reach at most 0.88.
-from helpers.autograde import FIGURE_MAGIC, FIGURE_SIMILARITY, MAX_FIGURE_PIXELS, MIN_FIGURE_BYTES, read_png
+from helpers.autograde import FIGURE_SIMILARITY, MAX_FIGURE_PIXELS, check_figure_bytes, read_png
 
 from .paths import CourseError
 
@@ -68,17 +68,8 @@ _NUMBER = rb"[-+]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})"
 # ----------------------------------------------------------------------------- reading a file
 
 def _check_file(data: Any, suffix: Any) -> str:
-    """The checks every figure passes before it is decoded (as :func:`helpers.autograde.figure_layout`'s)."""
-    if not isinstance(data, bytes):
-        raise TypeError(f"data must be bytes, got {describe(data)}")
-    suffix = str(suffix).lower()
-    if suffix not in FIGURE_MAGIC:
-        raise ValueError(f"suffix must be '.png' or '.pdf', got {suffix!r}")
-    if not data.startswith(FIGURE_MAGIC[suffix]):
-        raise ValueError(f"it is not a {suffix[1:].upper()} file")
-    if len(data) < MIN_FIGURE_BYTES:
-        raise ValueError(f"it is suspiciously small ({len(data)} bytes): is the figure empty?")
-    return suffix
+    """The checks every figure passes before it is decoded (:func:`helpers.autograde.check_figure_bytes`)."""
+    return check_figure_bytes(data, suffix)
 
 
 def _decode_png(data: bytes) -> np.ndarray:
