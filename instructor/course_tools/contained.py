@@ -90,18 +90,20 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, [str(d) for d in group.dirs] if group else [], nb, job,
                                                     limits, untrusted, notebook), name="notebook-runner")
+    outcome = None
     try:
         process.start()
         send.close()
         seconds = (limits.notebook or 3600.0) + RUNNER_GRACE_SECONDS
         outcome = receive.recv() if receive.poll(seconds) else None
     except (EOFError, OSError):
-        outcome = None
+        pass
     finally:
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        if process.pid is not None:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
         receive.close()
     try:
         if outcome is None:
