@@ -86,6 +86,27 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
             group = Cgroup.create(f"{job.folder.name}-runner", Limits(memory_mib * 2**20, 64, 1.0))
         except CgroupError as err:
             return _stopped(notebook, f"the grader could not confine this notebook's runner ({err})", job)
+    try:
+        outcome, exitcode = _run_child(nb, job, limits, untrusted, notebook, group)
+        if outcome is None:
+            out_of_memory = group is not None and group.oom_killed()
+            return _stopped(notebook, f"the notebook made the grader hold more than {memory_mib} MiB of its messages "
+                            "and was stopped" if out_of_memory else
+                            f"the grader's runner for this notebook stopped (exit code {exitcode})", job)
+        execution, cells = outcome
+        for cell, (outputs, count) in zip(nb.cells, cells):
+            if cell.get("cell_type") == "code":
+                cell.outputs, cell.execution_count = outputs, count
+        return execution
+    finally:
+        if group is not None:
+            group.kill()
+            group.remove()
+
+
+def _run_child(nb, job, limits: TimeLimits, untrusted: Untrusted, notebook: Path,
+               group: Cgroup | None) -> tuple[Any, int | None]:
+    """Fork the runner process and wait for what it sends; ``(None, exit code)`` if it sends nothing."""
     context = _fork_context()
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, [str(d) for d in group.dirs] if group else [], nb, job,
@@ -99,27 +120,14 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
     except (EOFError, OSError):
         pass
     finally:
+        send.close()
         if process.pid is not None:
             process.join(5)
             if process.is_alive():
                 process.kill()
                 process.join()
         receive.close()
-    try:
-        if outcome is None:
-            out_of_memory = group is not None and group.oom_killed()
-            return _stopped(notebook, f"the notebook made the grader hold more than {memory_mib} MiB of its messages "
-                            "and was stopped" if out_of_memory else
-                            f"the grader's runner for this notebook stopped (exit code {process.exitcode})", job)
-        execution, cells = outcome
-        for cell, (outputs, count) in zip(nb.cells, cells):
-            if cell.get("cell_type") == "code":
-                cell.outputs, cell.execution_count = outputs, count
-        return execution
-    finally:
-        if group is not None:
-            group.kill()
-            group.remove()
+    return outcome, process.exitcode
 
 
 def _stopped(notebook: Path, reason: str, job) -> Execution:
