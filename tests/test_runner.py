@@ -85,7 +85,8 @@ def test_untrusted_output_metadata_keeps_only_image_sizes(tmp_path):
     # nbconvert writes width and height into unquoted HTML attributes: a string there is script in formgrader.
     nb = _nb("from IPython.display import display\n"
              "display({'image/png': 'iVBORw0KGgo=', 'text/plain': 'img'}, raw=True, metadata={\n"
-             "    'image/png': {'width': '1 onerror=alert(1)', 'height': 7, 'alt': 'x'}, 'width': '2 onerror=alert(2)',\n"
+             "    'image/png': {'width': '1 onerror=alert(1)', 'height': 7, 'alt': 'x'},\n"
+             "    'width': '2 onerror=alert(2)',\n"
              "    'text/html': {'width': 3}, 'filenames': {'image/png': '/etc/passwd'}})")
     _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
     assert [o["metadata"] for o in nb.cells[0].outputs] == [{"image/png": {"height": 7}}]
