@@ -6,7 +6,7 @@ a kernel can send one message of a thousand 15 MiB parts that all point to the s
 the receiving process holds 15 GB before any code of its own sees the message. So the runner
 (:func:`course_tools.runner.run_notebook`) of each graded notebook runs in a child process, forked from a
 server that has imported it already (about 10 ms a notebook), inside a control group that caps its memory
-(:data:`RUNNER_MEMORY_MIB`), tasks and CPU. A kernel that makes it hold too much loses its own runner and its
+(:data:`RUNNER_MEMORY_MIB`), tasks and CPU (:data:`RUNNER_CPUS`). A kernel that makes it hold too much loses its own runner and its
 own notebook; the class run, and every other notebook's runner, go on. Separate processes also keep one
 notebook's flood of messages from slowing the others' runners (no shared interpreter lock).
 """
@@ -23,6 +23,9 @@ from .runner import Execution, TimeLimits, Untrusted
 
 #: Memory of one notebook's runner process (its kept outputs are at most a few MiB; it needs about 100 MiB).
 RUNNER_MEMORY_MIB = 1024
+#: Cores' worth of CPU time of one notebook's runner: its interpreter and ZeroMQ's receiving thread each need most
+#: of one while a kernel sends as fast as it can (the message budget bounds the total).
+RUNNER_CPUS = 2.0
 #: Seconds the runner may take beyond the notebook's own limit (start-up, shutting the kernel down).
 RUNNER_GRACE_SECONDS = 60.0
 _PRELOAD = ["course_tools.runner", "course_tools.sandbox", "nbformat", "helpers.autograde"]   # what a run imports
@@ -83,7 +86,7 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
     group = None
     if job.cgroup is not None:
         try:
-            group = Cgroup.create(f"{job.folder.name}-runner", Limits(memory_mib * 2**20, 64, 1.0))
+            group = Cgroup.create(f"{job.folder.name}-runner", Limits(memory_mib * 2**20, 64, RUNNER_CPUS))
         except CgroupError as err:
             return _stopped(notebook, f"the grader could not confine this notebook's runner ({err})", job)
     try:
