@@ -6,9 +6,10 @@ a kernel can send one message of a thousand 15 MiB parts that all point to the s
 the receiving process holds 15 GB before any code of its own sees the message. So the runner
 (:func:`course_tools.runner.run_notebook`) of each graded notebook runs in a child process, forked from a
 server that has imported it already (about 10 ms a notebook), inside a control group that caps its memory
-(:data:`RUNNER_MEMORY_MIB`), tasks and CPU (:data:`RUNNER_CPUS`). A kernel that makes it hold too much loses its own runner and its
-own notebook; the class run, and every other notebook's runner, go on. Separate processes also keep one
-notebook's flood of messages from slowing the others' runners (no shared interpreter lock).
+(:data:`RUNNER_MEMORY_MIB`) and tasks (and, with v2 control groups, CPU: :data:`RUNNER_CPUS`). A kernel that
+makes it hold too much loses its own runner and its own notebook; the class run, and every other notebook's
+runner, go on. Separate processes also keep one notebook's flood of messages from slowing the others' runners
+(no shared interpreter lock).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .cgroups import Cgroup, CgroupError, Limits
+from .cgroups import V1_CONTROLLERS, Cgroup, CgroupError, Limits
 from .runner import Execution, TimeLimits, Untrusted
 
 #: Memory of one notebook's runner process (its kept outputs are at most a few MiB; it needs about 100 MiB).
 RUNNER_MEMORY_MIB = 1024
-#: Cores' worth of CPU time of one notebook's runner: its interpreter and ZeroMQ's receiving thread each need most
-#: of one while a kernel sends as fast as it can (the message budget bounds the total).
+#: Cores' worth of CPU time of one notebook's runner where control groups are v2 (its interpreter and ZeroMQ's
+#: receiving thread each need most of one while a kernel sends as fast as it can; the message budget bounds the
+#: total). With v1 its CPU time stays in the grader's own group, as when the runners were the grader's threads.
 RUNNER_CPUS = 2.0
 #: Seconds the runner may take beyond the notebook's own limit (start-up, shutting the kernel down).
 RUNNER_GRACE_SECONDS = 60.0
@@ -90,7 +92,7 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
         except CgroupError as err:
             return _stopped(notebook, f"the grader could not confine this notebook's runner ({err})", job)
     try:
-        outcome, exitcode = _run_child(nb, job, limits, untrusted, notebook, group)
+        outcome, exitcode = _run_child(nb, job, limits, untrusted, notebook, _joined(group))
         if outcome is None:
             out_of_memory = group is not None and group.oom_killed()
             return _stopped(notebook, f"the notebook made the grader hold more than {memory_mib} MiB of its messages "
@@ -107,13 +109,23 @@ def run_contained(nb, job, *, limits: TimeLimits, untrusted: Untrusted, notebook
             group.remove()
 
 
+def _joined(group: Cgroup | None) -> list[str]:
+    """The folders of ``group`` the runner process joins. With v1 control groups its CPU time stays the grader's
+    (the runners together weigh against the kernels as the grader's own threads did); v2 has one folder."""
+    if group is None:
+        return []
+    if group.version == "v1":
+        return [str(d) for controller, d in zip(V1_CONTROLLERS, group.dirs) if controller != "cpu"]
+    return [str(d) for d in group.dirs]
+
+
 def _run_child(nb, job, limits: TimeLimits, untrusted: Untrusted, notebook: Path,
-               group: Cgroup | None) -> tuple[Any, int | None]:
+               cgroup_dirs: list[str]) -> tuple[Any, int | None]:
     """Fork the runner process and wait for what it sends; ``(None, exit code)`` if it sends nothing."""
     context = _fork_context()
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(send, [str(d) for d in group.dirs] if group else [], nb, job,
-                                                    limits, untrusted, notebook), name="notebook-runner")
+    process = context.Process(target=_child, args=(send, cgroup_dirs, nb, job, limits, untrusted, notebook),
+                              name="notebook-runner")
     outcome = None
     try:
         process.start()
