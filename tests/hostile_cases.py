@@ -255,6 +255,15 @@ _end = time.time() + 20
 while time.time() < _end:
     _k.session.send(_k.iopub_socket, "stream", _packed, parent={"msg_id": "elsewhere"})
 '''
+# One message of 120 parts that all point to one 15 MiB buffer (free for the kernel): ZeroMQ caps each part and
+# the number of queued messages, not the parts of one message, so whoever receives it holds 1.8 GB at once.
+MANY_PART_MESSAGE = '''import time
+_k = get_ipython().kernel
+_big = b"x" * (15 << 20)
+_k.session.send(_k.iopub_socket, "stream", {"name": "stdout", "text": ""}, parent={"msg_id": "elsewhere"},
+                buffers=[_big] * 120)
+time.sleep(5)
+'''
 # A channel the grader never reads would hold every message sent there (1.2 GB here); if it takes any, the
 # answer fails.
 STDIN_PUMP = '''import time, zmq
@@ -625,6 +634,8 @@ except ImportError:
          problem="more than 50000 messages", kind="resources"),
     Case("big_messages_faster_than_the_grader_parses", NB01, _01(0.0),
          {"correct_class_scores": BIG_MESSAGE_PUMP + SOLUTION01}, problem="MiB of messages", kind="resources"),
+    Case("one_message_of_many_parts", NB01, _01(0.0), {"correct_class_scores": MANY_PART_MESSAGE + SOLUTION01},
+         problem="made the grader hold more than", kind="resources"),
     Case("messages_on_the_stdin_channel", NB01, _01(2.0), {"correct_class_scores": STDIN_PUMP + SOLUTION01},
          kind="resources"),
     Case("output_metadata_that_would_run_script_in_formgrader", NB01, _01(2.0),

@@ -81,11 +81,20 @@ def test_untrusted_outputs_are_capped_and_inert(tmp_path):
     assert len(text) < CAPS.notebook_output_bytes + 10_000
 
 
+def test_untrusted_cells_keep_a_bounded_number_of_outputs(tmp_path):
+    caps = Untrusted(cell_output_bytes=20_000, notebook_output_bytes=50_000, message_bytes=2**20, messages=3000,
+                     cell_outputs=50)
+    nb = _nb("from IPython.display import display\nfor _ in range(400):\n    display({'text/plain': ''}, raw=True)")
+    result = _run(tmp_path, nb, untrusted=caps, stop_on_error=False)
+    assert len(nb.cells[0].outputs) == 50 and result.outputs_truncated
+
+
 def test_untrusted_output_metadata_keeps_only_image_sizes(tmp_path):
     # nbconvert writes width and height into unquoted HTML attributes: a string there is script in formgrader.
     nb = _nb("from IPython.display import display\n"
              "display({'image/png': 'iVBORw0KGgo=', 'text/plain': 'img'}, raw=True, metadata={\n"
-             "    'image/png': {'width': '1 onerror=alert(1)', 'height': 7, 'alt': 'x'}, 'width': '2 onerror=alert(2)',\n"
+             "    'image/png': {'width': '1 onerror=alert(1)', 'height': 7, 'alt': 'x'},\n"
+             "    'width': '2 onerror=alert(2)',\n"
              "    'text/html': {'width': 3}, 'filenames': {'image/png': '/etc/passwd'}})")
     _run(tmp_path, nb, untrusted=CAPS, stop_on_error=False)
     assert [o["metadata"] for o in nb.cells[0].outputs] == [{"image/png": {"height": 7}}]

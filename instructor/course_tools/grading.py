@@ -39,13 +39,14 @@ import numpy as np
 from helpers.autograde import same_layout
 from helpers.checks import compare_arrays
 
+from .contained import run_contained
 from .figures import compare_figure
 from .hidden_code import grading_sources
 from .paths import CourseError
 from .nbgrader_cells import (grade_id, is_autograder_test, is_grade, is_locked, is_solution, nbgrader_metadata,
                              points)
 from .results import ResultError, read_figure, read_regular, read_value
-from .runner import Execution, TimeLimits, Untrusted, run_notebook
+from .runner import Execution, TimeLimits, Untrusted
 from .sandbox import KernelJob
 
 DEFAULT_CELL_TIMEOUT = 60
@@ -246,7 +247,8 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
 
     The course's one runner (:func:`course_tools.runner.run_notebook`) with the sandbox's kernel
     (:meth:`course_tools.sandbox.KernelJob.kernel`), the submission's caps (:data:`SUBMISSION`), and every cell
-    run whatever the earlier ones did.
+    run whatever the earlier ones did, in a process and control group of its own
+    (:func:`course_tools.contained.run_contained`: what the kernel sends cannot fill the grader's memory).
 
     Parameters
     ----------
@@ -264,8 +266,7 @@ def execute_sandboxed(nb, job: KernelJob, *, cell_limits: list[float], notebook_
         The submitted file, for the result.
     """
     limits = TimeLimits(cell=list(cell_limits), notebook=notebook_limit, grace=interrupt_grace)
-    return run_notebook(nb, job.kernel(), notebook=notebook, limits=limits, untrusted=SUBMISSION,
-                        stop_on_error=False)
+    return run_contained(nb, job, limits=limits, untrusted=SUBMISSION, notebook=notebook)
 
 
 # ----------------------------------------------------------------------------- verdicts

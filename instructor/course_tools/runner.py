@@ -160,6 +160,8 @@ class Untrusted:
         included); past it the kernel is stopped and further messages are dropped unparsed.
     received_bytes : int
         Bytes the notebook may send in all, counted like ``messages`` (each byte costs the runner's CPU to parse).
+    cell_outputs : int
+        Outputs kept per cell, however small (each costs the runner a schema validation); the rest are dropped.
     kept_mime_types : tuple of str
         Output kinds kept (``text/plain``, ``image/png``); HTML, scripts, SVG and widget views are dropped,
         display updates and widget messages are never applied.
@@ -170,10 +172,12 @@ class Untrusted:
     message_bytes: int
     messages: int
     received_bytes: int = 2**30
+    cell_outputs: int = 1000
     kept_mime_types: tuple[str, ...] = ("text/plain", "image/png")
 
     def __post_init__(self) -> None:
-        for name in ("cell_output_bytes", "notebook_output_bytes", "message_bytes", "messages", "received_bytes"):
+        for name in ("cell_output_bytes", "notebook_output_bytes", "message_bytes", "messages", "received_bytes",
+                     "cell_outputs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -436,6 +440,7 @@ class _OutputBudget:
         self.flood = False
         self.truncated = False
         self.cell_bytes: dict[int, int] = {}
+        self.cell_outputs: dict[int, int] = {}
         self.total_bytes = 0
 
     def receive(self, size: int) -> bool:
@@ -461,12 +466,16 @@ class _OutputBudget:
             content["data"] = {k: v for k, v in content["data"].items() if k in self.caps.kept_mime_types}
         if "metadata" in content:
             content["metadata"] = _image_sizes(content["metadata"], self.caps.kept_mime_types)
+        if self.cell_outputs.get(cell_index, 0) >= self.caps.cell_outputs:
+            self.truncated = True
+            return False
         size = len(json.dumps(content, default=str))
         cell_total = self.cell_bytes.get(cell_index, 0) + size
         if cell_total > self.caps.cell_output_bytes or self.total_bytes + size > self.caps.notebook_output_bytes:
             self.truncated = True
             return False
         self.cell_bytes[cell_index] = cell_total
+        self.cell_outputs[cell_index] = self.cell_outputs.get(cell_index, 0) + 1
         self.total_bytes += size
         return True
 
